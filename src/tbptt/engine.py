@@ -1,0 +1,362 @@
+"""The engine: run a recurrent model over a stream chunk by chunk following a truncation rule.
+
+It owns the carried state, the graph cuts and the backward window; the user owns the loop and
+the optimizer (like accelerate). Semantics: DESIGN.md §2.
+
+>>> import torch
+>>> from torch import nn
+>>> from tbptt import Engine, TBPTT, losses
+>>> torch.manual_seed(0) and None
+>>> lstm = nn.LSTM(1, 8, batch_first=True)
+>>> head = nn.Linear(8, 1)
+>>> class Model(nn.Module):
+...     def __init__(self):
+...         super().__init__(); self.lstm, self.head = lstm, head
+...     def forward(self, x, state):
+...         y, state = self.lstm(x, state)
+...         return self.head(y), state                       # (B, T, 1)
+>>> model = Model()
+>>> opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+>>> engine = Engine(model, losses.mse, TBPTT(k1=10, k2=20))
+>>> x = torch.sin(torch.linspace(0, 20, 101)).view(1, -1, 1)  # (B=1, T=101, F=1)
+>>> for update in engine.feed(x[:, :-1], x[:, 1:]):        # 10 updates of 10 steps each
+...     opt.step()
+>>> update.start, update.stop, update.cut                     # the last one reached 20 back
+(90, 100, 80)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from tbptt import state as st
+from tbptt.chunk import Chunk
+from tbptt.state import State
+from tbptt.truncation import TruncationRule
+from tbptt.unroll import Break, Path, Unroller
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Mode = Literal["stored", "recompute"]
+
+
+@dataclass
+class Update:
+    """What one update did. Gradients are in the parameters' ``.grad``; nothing is applied.
+
+    ``loss`` is the trained loss (the mean over the injected, unmasked steps, as a detached
+    scalar); ``report_sum / report_count`` cover every unmasked step of the chunk, trained or
+    not (for metrics such as bits per char).
+    """
+
+    index: int  # updates since the engine was made
+    start: int  # chunk [start, stop) in stream steps
+    stop: int
+    cut: int  # the state entering this step was held constant
+    loss: Tensor  # () detached
+    trained_count: Tensor  # () number of injected unmasked steps
+    report_sum: Tensor  # () sum of the losses of every unmasked step in the chunk
+    report_count: Tensor  # ()
+    outputs: Tensor  # (B, stop - start, ...) detached model outputs of the chunk
+    finite: bool = True  # False: the loss was NaN/inf and no backward was run
+
+
+class Engine:
+    """Train a recurrent model on a stream with TBPTT(k1, k2) or BPTT, inside your own loop.
+
+    Args:
+        model: ``model(x, state) -> (y, state)`` over ``x`` (B, L, ...) on the chunk path
+            (nn.LSTM/GRU/RNN with batch_first=True, or a module wrapping them), or over one step
+            ``x_t`` (B, ...) on the step path (nn.LSTMCell/GRUCell/RNNCell, or your function).
+        loss_fn: ``loss_fn(y, targets) -> (B, L)`` per-step losses (see :mod:`tbptt.losses`).
+        rule: a truncation rule: ``TBPTT(k1, k2)`` or ``BPTT()``.
+        mode: for k2 > k1, ``"stored"`` backpropagates through the retained graph of the last
+            k2 steps (cost F(k1) + B(k2) per update); ``"recompute"`` re-runs the window from the
+            saved state with the current parameters (F(k2) + B(k2), less memory).
+        path: ``"chunk"``, ``"step"``, or ``"auto"`` (step for cells, chunk otherwise).
+        init_state: initial state (see :class:`tbptt.unroll.Unroller`); ``None`` = zeros.
+        state_batch_dim: the batch dim of the state's leaves, if not the default (1 for the
+            3-D leaves of models containing nn.LSTM/GRU/RNN, else 0).
+        zero_grad: set the parameters' gradients to None before each update's backward, so that
+            ``.grad`` holds exactly that update's gradient (False: accumulate).
+        check_inputs: reject NaN/inf inputs (one host sync per feed).
+
+    Feed the stream in pieces of any length: ``feed`` returns an iterator that runs each
+    complete chunk and yields its :class:`Update` after the backward; step your optimizer in the
+    loop body. ``flush`` ends the stream (the last, shorter chunk gets its update) and starts a
+    new one from the initial state.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        loss_fn: LossFn,
+        rule: TruncationRule,
+        *,
+        mode: Mode = "stored",
+        path: Path = "auto",
+        init_state: State | Callable[[int], State] = None,
+        state_batch_dim: int | None = None,
+        zero_grad: bool = True,
+        check_inputs: bool = True,
+    ) -> None:
+        if mode not in ("stored", "recompute"):
+            raise ValueError(f"mode must be 'stored' or 'recompute', got {mode!r}.")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable as loss_fn(y, targets) -> (B, L), got {loss_fn!r}.")
+        if mode == "stored" and rule.lookback and not isinstance(model, nn.Module):
+            raise TypeError(
+                "mode='stored' with k2 > k1 needs the model as an nn.Module (to keep each chunk's "
+                "parameters while the optimizer changes them); wrap your function in an "
+                "nn.Module or use mode='recompute'."
+            )
+        self.unroller = Unroller(model, path, init_state, state_batch_dim)
+        self.model = model
+        self.loss_fn = loss_fn
+        self.rule = rule
+        self.mode: Mode = mode
+        self.zero_grad = zero_grad
+        self.check_inputs = check_inputs
+        self.updates_done = 0
+        self._new_stream()
+
+    # -- the stream ------------------------------------------------------------------------------
+    def _new_stream(self) -> None:
+        self.position = 0  # stream steps already run
+        self.state: State = None  # the state entering step `position`
+        self._batch_size: int | None = None
+        self._pending: list[Chunk] = []  # fed but not yet run
+        self._breaks: list[Break] = []  # stored mode: graph breaks still inside a future window
+        self._window: Chunk | None = None  # recompute mode: inputs of [window_start, position)
+        self._window_start = 0
+        self._window_state: State = None  # recompute mode: state entering window_start
+
+    def reset_stream(self) -> None:
+        """Forget the stream without an update: the next feed starts a new one."""
+        self._new_stream()
+
+    @property
+    def pending_steps(self) -> int:
+        return sum(c.length for c in self._pending)
+
+    def feed(
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        reset: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Iterator[Update]:
+        """Append steps to the stream; iterate the result to run every completed chunk.
+
+        inputs: (B, T, ...); targets: (B, T, ...); reset, mask: (B, T) bool.
+        """
+        chunk = self._validate(Chunk(inputs, targets, reset, mask))
+        if self._pending and self.rule.chunk_length and self.pending_steps >= self.rule.chunk_length:
+            raise RuntimeError(
+                "The iterator returned by a previous feed() was not run to its end, so its chunks "
+                "were never trained. Loop over it: `for update in engine.feed(...): opt.step()`."
+            )
+        self._pending.append(chunk)
+        return self._run_pending(final=False)
+
+    def flush(self) -> Iterator[Update]:
+        """End the stream: run the remaining steps as a last (shorter) chunk, then start anew."""
+        return self._run_pending(final=True)
+
+    def _run_pending(self, final: bool) -> Iterator[Update]:
+        k1 = self.rule.chunk_length
+        while self._pending and (final or (k1 is not None and self.pending_steps >= k1)):
+            yield self._update(self._take(k1))
+        if final:
+            self._new_stream()
+
+    def _take(self, n: int | None) -> Chunk:
+        """Pop the first ``n`` pending steps (all when None) as one chunk."""
+        pieces, got = [], 0
+        while self._pending and (n is None or got < n):
+            c = self._pending.pop(0)
+            if n is not None and got + c.length > n:
+                k = n - got
+                self._pending.insert(0, Chunk(*(t[:, k:] for t in c)))
+                c = Chunk(*(t[:, :k] for t in c))
+            pieces.append(c)
+            got += c.length
+        return _cat(pieces)
+
+    def _validate(self, chunk: Chunk) -> Chunk:
+        x, y, reset, mask = chunk
+        if not isinstance(x, Tensor) or x.dim() < 2:
+            raise ValueError(
+                f"inputs must be a tensor of shape (B, T, ...), got "
+                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}. For one sequence "
+                "use x.unsqueeze(0); for one step per row use x.unsqueeze(1)."
+            )
+        bt = tuple(x.shape[:2])
+        if not isinstance(y, Tensor) or tuple(y.shape[:2]) != bt:
+            got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+            raise ValueError(f"targets must start with the inputs' (B, T) = {bt}, got {got}. Align a target with every step.")
+        for name, m in (("reset", reset), ("mask", mask)):
+            if m is not None and (not isinstance(m, Tensor) or tuple(m.shape) != bt):
+                got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
+                raise ValueError(f"{name} must be a (B, T) = {bt} bool tensor, got {got}.")
+        if self._batch_size is not None and bt[0] != self._batch_size:
+            raise ValueError(
+                f"inputs has {bt[0]} rows but this stream has {self._batch_size}: row b of each "
+                "piece continues row b of the previous one. Call engine.flush() (or "
+                "reset_stream()) before changing the batch size."
+            )
+        if self.check_inputs and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError("inputs contains NaN or inf; clean the data (e.g. torch.nan_to_num) before feeding.")
+        self._batch_size = bt[0]
+        chunk = chunk.filled()
+        return Chunk(x, y, chunk.reset.to(torch.bool), chunk.mask.to(torch.bool))  # type: ignore[union-attr]
+
+    # -- one update ----------------------------------------------------------------------------
+    def _start_state(self, batch: int) -> State:
+        init = self.unroller.initial(batch)
+        if init is None:
+            return None
+        self.unroller.check_state(init, batch, "init_state")
+        dims = self.unroller.batch_dims(init)
+        return st.tree_map(lambda t, d: t.expand(*t.shape[:d], batch, *t.shape[d + 1 :]), init, dims)
+
+    def _update(self, chunk: Chunk) -> Update:
+        a = self.position
+        b = a + chunk.length
+        cut = self.rule.cut(a, b)
+        if self.position == 0:
+            self.state = self._start_state(chunk.batch_size)
+        if self.zero_grad:
+            for p in self._parameters():
+                p.grad = None
+        if self.rule.lookback and self.mode == "stored":
+            run = self._run_stored(chunk, a, b, cut)
+        elif self.rule.lookback:
+            run = self._run_recompute(chunk, a, b, cut)
+        else:
+            run = self._run_forward_window(chunk, a, cut)
+        outputs, losses, trained, after = run
+        self.unroller.check_state(after, chunk.batch_size, "the state returned by the model")
+        report_sum = (losses.detach() * chunk.mask).sum()
+        mask = chunk.mask & trained  # (B, L) injected and unmasked
+        count = mask.sum()
+        loss = (losses * mask).sum() / count.clamp(min=1)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            self._backward(loss, cut)
+        if self._breaks:  # drop the graph no later window reaches
+            next_cut = self.rule.cut(b, b + (self.rule.chunk_length or 1))
+            self._breaks = [brk for brk in self._breaks if brk.pos >= next_cut]
+        self.position = b
+        self.updates_done += 1
+        return Update(
+            index=self.updates_done - 1,
+            start=a,
+            stop=b,
+            cut=cut,
+            loss=loss.detach(),
+            trained_count=count,
+            report_sum=report_sum,
+            report_count=chunk.mask.sum(),
+            outputs=outputs.detach(),
+            finite=finite,
+        )
+
+    def _losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        losses = self.loss_fn(outputs, targets)
+        if not isinstance(losses, Tensor) or losses.shape != targets.shape[:2]:
+            got = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
+            raise ValueError(
+                f"loss_fn must return one loss per step, shape (B, L) = {tuple(targets.shape[:2])}, "
+                f"got {got}. Use reduction='none' (see tbptt.losses.cross_entropy / mse)."
+            )
+        return losses
+
+    def _run_forward_window(self, chunk: Chunk, a: int, cut: int) -> tuple[Tensor, Tensor, Tensor, State]:
+        """k2 <= k1 and BPTT: [a, cut) forward only, [cut, b) with the graph, from a detached state."""
+        x, y, reset, _ = chunk
+        k = cut - a
+        state = st.detach(self.state)
+        outs, losses = [], []
+        if k > 0:
+            with torch.no_grad():
+                head = self.unroller.run(x[:, :k], reset[:, :k], a, state)
+            state = head.state
+            outs.append(head.outputs)
+            losses.append(self._losses(head.outputs, y[:, :k]))
+        tail = self.unroller.run(x[:, k:], reset[:, k:], cut, state)
+        outs.append(tail.outputs)
+        losses.append(self._losses(tail.outputs, y[:, k:]))
+        self.state = st.detach(tail.state)
+        trained = torch.arange(chunk.length, device=reset.device) >= k  # (L,)
+        return torch.cat(outs, 1), torch.cat(losses, 1), trained.expand_as(reset), tail.state
+
+    def _run_recompute(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, Tensor, State]:
+        """k2 > k1, recompute: re-run [cut, b) from the saved state entering ``cut``."""
+        assert self._window_start == cut or self._window is None
+        window = chunk if self._window is None else _cat([self._window, chunk])
+        state = self._start_state(chunk.batch_size) if cut == 0 else self._window_state
+        next_cut = self.rule.cut(b, b + (self.rule.chunk_length or 1))
+        run = self.unroller.run(window.inputs, window.reset, cut, state, saves=[next_cut])
+        k = a - cut
+        outputs = run.outputs[:, k:]
+        losses = self._losses(outputs, chunk.targets)
+        self.state = st.detach(run.state)
+        self._window_state = run.saved[next_cut]
+        self._window = Chunk(*(t[:, next_cut - cut :] for t in window))
+        self._window_start = next_cut
+        return outputs, losses, torch.ones_like(chunk.mask), run.state
+
+    def _run_stored(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, Tensor, State]:
+        """k2 > k1, stored: keep the graph; break it where a later update's window will start."""
+        k1 = self.rule.chunk_length or 1
+        future_cuts, c = [], b
+        while (p := self.rule.cut(c, c + k1)) < b:
+            if p >= a:
+                future_cuts.append(p)
+            c += k1
+        snapshot = {n: p.clone() for n, p in self.model.named_parameters()}  # this chunk's weights
+        run = self.unroller.run(chunk.inputs, chunk.reset, a, self.state, breaks=future_cuts, params=snapshot)
+        self._breaks.extend(run.breaks)
+        self.state = run.state  # still attached: later windows backpropagate into this chunk
+        losses = self._losses(run.outputs, chunk.targets)
+        return run.outputs, losses, torch.ones_like(chunk.mask), run.state
+
+    def _backward(self, loss: Tensor, cut: int) -> None:
+        stored = bool(self.rule.lookback) and self.mode == "stored"
+        if loss.requires_grad:
+            loss.backward(retain_graph=stored)
+        if not stored:
+            return
+        # Cross the breaks inside the window, newest first; stop at the cut.
+        for brk in reversed(self._breaks):
+            if brk.pos <= cut:
+                break
+            pairs = [
+                (before, leaf.grad)
+                for before, leaf in zip(st.leaves(brk.before), st.leaves(brk.leaf))
+                if leaf.grad is not None and before.requires_grad
+            ]
+            if pairs:
+                outs, grads = zip(*pairs)
+                torch.autograd.backward(list(outs), list(grads), retain_graph=True)
+        for brk in self._breaks:
+            for leaf in st.leaves(brk.leaf):
+                leaf.grad = None
+
+    def _parameters(self) -> list[Tensor]:
+        params = list(self.model.parameters()) if isinstance(self.model, nn.Module) else []
+        init = self.unroller.init_state
+        if init is not None and not callable(init):
+            params += [t for t in st.leaves(init) if t.requires_grad]
+        return params
+
+
+def _cat(chunks: list[Chunk]) -> Chunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    return Chunk(*(torch.cat(parts, dim=1) for parts in zip(*chunks)))

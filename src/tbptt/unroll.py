@@ -1,0 +1,215 @@
+"""Running a recurrent model over a piece of a stream: the chunk path and the step path.
+
+The *chunk path* calls the module once per run of steps between events (a reset in any row, a
+graph cut, a saved state), so nn.LSTM/GRU/RNN get one cuDNN call per run. The *step path* calls a
+cell or step function once per step (nn.LSTMCell/GRUCell/RNNCell, ``f(x_t, state)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from tbptt import state as st
+from tbptt.state import State
+
+Path = Literal["auto", "chunk", "step"]
+
+
+def _contains_rnn(model: Any) -> bool:
+    return isinstance(model, nn.Module) and any(isinstance(m, nn.RNNBase) for m in model.modules())
+
+
+def check_model(model: Any) -> None:
+    """Reject recurrent layers that cannot carry a state forward across chunks."""
+    if not callable(model):
+        raise TypeError(
+            f"model must be callable as model(x, state) -> (y, state), got {type(model).__name__}."
+        )
+    if not isinstance(model, nn.Module):
+        return
+    for name, m in model.named_modules():
+        if isinstance(m, nn.RNNBase) and m.bidirectional:
+            where = f"model.{name}" if name else "model"
+            raise ValueError(
+                f"{where} is a bidirectional {type(m).__name__}: its backward direction reads the "
+                "future of the stream, so its state cannot be carried from chunk to chunk. "
+                "Use bidirectional=False for stateful TBPTT (or run it on whole sequences)."
+            )
+    if isinstance(model, nn.RNNBase) and not model.batch_first:
+        raise ValueError(
+            f"model is a {type(model).__name__} with batch_first=False, but tbptt feeds (B, T, ...) "
+            f"tensors. Build it with {type(model).__name__}(..., batch_first=True)."
+        )
+
+
+def default_state_batch_dim(model: Any, state: State) -> State:
+    """Batch dim per leaf: 1 for the (layers, B, H) leaves of nn.LSTM/GRU/RNN, else 0."""
+    rnn = _contains_rnn(model)
+    return st.tree_map(lambda t: 1 if rnn and t.dim() == 3 else 0, state)
+
+
+@dataclass
+class Break:
+    """A graph break at stream step ``pos``: the run continued from ``leaf``, a fresh leaf copy
+    of ``before`` (the state entering ``pos``). Chaining ``before.backward(leaf.grad)`` crosses
+    the break; not chaining it truncates there."""
+
+    pos: int
+    leaf: State
+    before: State
+
+
+@dataclass
+class RunResult:
+    outputs: Tensor  # (B, L, ...)
+    state: State  # state after the last step
+    breaks: list[Break] = field(default_factory=list)
+    saved: dict[int, State] = field(default_factory=dict)  # pos -> detached state entering pos
+
+
+class Unroller:
+    """Runs ``model`` over steps of a stream, applying resets, breaks and saves at given steps.
+
+    ``init_state``: ``None`` (zeros; the model is called with ``state=None`` at a stream start
+    and must treat it as zeros), a state pytree (batch size B, or 1 to share a learned initial
+    state across rows), or a callable ``batch_size -> state``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        path: Path = "auto",
+        init_state: State | Callable[[int], State] = None,
+        state_batch_dim: int | None = None,
+    ) -> None:
+        check_model(model)
+        if path not in ("auto", "chunk", "step"):
+            raise ValueError(f"path must be 'auto', 'chunk' or 'step', got {path!r}.")
+        self.model = model
+        self.path = ("step" if isinstance(model, nn.RNNCellBase) else "chunk") if path == "auto" else path
+        self.init_state = init_state
+        self.state_batch_dim = state_batch_dim
+        self._holder = _Holder(model) if isinstance(model, nn.Module) else None
+
+    # -- state conventions -------------------------------------------------------------------
+    def initial(self, batch_size: int) -> State:
+        """The state a row starts from (``None`` means zeros, built by the model itself)."""
+        init = self.init_state
+        return init(batch_size) if callable(init) else init
+
+    def batch_dims(self, state: State) -> State:
+        if self.state_batch_dim is not None:
+            return st.tree_map(lambda _: self.state_batch_dim, state)
+        return default_state_batch_dim(self.model, state)
+
+    def check_state(self, state: State, batch_size: int, what: str) -> None:
+        """Raise if a leaf's batch dim does not have ``batch_size`` (or 1) rows."""
+        dims = self.batch_dims(state)
+        bad: list[str] = []
+
+        def check(t: Tensor, d: int) -> Tensor:
+            if d >= t.dim() or t.shape[d] not in (batch_size, 1):
+                bad.append(f"shape {tuple(t.shape)} (batch dim {d})")
+            return t
+
+        st.tree_map(check, state, dims)
+        if bad:
+            raise ValueError(
+                f"{what} has a leaf of {bad[0]}, but the batch has {batch_size} rows. nn.LSTM/GRU/RNN "
+                "states are (layers, B, H) with batch dim 1; others are batch-first (dim 0). If your "
+                "model's state keeps the batch elsewhere, pass state_batch_dim=...; if the model is "
+                "an RNN with batch_first=False, build it with batch_first=True."
+            )
+
+    def reset(self, state: State, rows: Tensor, batch_size: int) -> State:
+        if state is None:  # every row is at its initial state already
+            return None
+        return st.reset_rows(state, rows, self.initial(batch_size), self.batch_dims(state))
+
+    # -- running --------------------------------------------------------------------------------
+    def _call(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """One model call over ``x`` (B, L, ...), L >= 1."""
+        if self.path == "chunk":
+            return self.model(x, state)
+        ys = []
+        for t in range(x.shape[1]):
+            out = self.model(x[:, t], state)
+            if isinstance(self.model, nn.RNNCellBase):  # cells return the state; y is h
+                y, state = (out[0] if isinstance(out, tuple) else out), out
+            else:
+                y, state = out
+            ys.append(y)
+        return torch.stack(ys, dim=1), state  # (B, L, ...)
+
+    def run(
+        self,
+        inputs: Tensor,
+        reset: Tensor,
+        start: int,
+        state: State,
+        *,
+        breaks: Iterable[int] = (),
+        saves: Iterable[int] = (),
+        params: Mapping[str, Tensor] | None = None,
+    ) -> RunResult:
+        """Run over stream steps ``[start, start + L)`` from ``state`` (entering ``start``).
+
+        inputs: (B, L, ...); reset: (B, L) bool. ``breaks``: steps where the state becomes a
+        fresh leaf (see :class:`Break`); ``saves``: steps whose incoming state is saved detached.
+        ``params``: parameter tensors to use instead of the module's own (a snapshot).
+        """
+        if params is not None:
+            assert self._holder is not None
+            named = {f"model.{k}": v for k, v in params.items()}
+            return functional_call(self._holder, named, (self._run, inputs, reset, start, state, breaks, saves))
+        return self._run(inputs, reset, start, state, breaks, saves)
+
+    def _run(
+        self,
+        inputs: Tensor,
+        reset: Tensor,
+        start: int,
+        state: State,
+        breaks: Iterable[int],
+        saves: Iterable[int],
+    ) -> RunResult:
+        batch, length = inputs.shape[0], inputs.shape[1]
+        stop = start + length
+        break_at, save_at = set(breaks), set(saves)
+        reset_at = {start + int(i) for i in torch.nonzero(reset.any(0)).flatten().tolist()}
+        bounds = sorted({start, stop} | {p for p in break_at | save_at | reset_at if start <= p < stop})
+        result = RunResult(outputs=inputs.new_empty(0), state=None)
+        ys = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if lo in save_at:
+                result.saved[lo] = st.detach(state)
+            if lo in break_at and state is not None:
+                leaf = st.tree_map(lambda t: t.detach().requires_grad_(t.is_floating_point()), state)
+                result.breaks.append(Break(lo, leaf, state))
+                state = leaf
+            if lo in reset_at:
+                state = self.reset(state, reset[:, lo - start], batch)
+            y, state = self._call(inputs[:, lo - start : hi - start], state)
+            ys.append(y)
+        if stop in save_at:
+            result.saved[stop] = st.detach(state)
+        result.outputs = torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]
+        result.state = state
+        return result
+
+
+class _Holder(nn.Module):
+    """Lets functional_call swap the model's parameters for a whole multi-call run."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, fn: Callable[..., RunResult], *args: Any) -> RunResult:
+        return fn(*args)
