@@ -69,7 +69,11 @@ def reference_grads(
                 total = total + (loss(yt, y[:, t]) * mask[:, t]).sum()
                 count += int(mask[:, t].sum())
         total = total / max(count, 1)
-        grads = torch.autograd.grad(total, params, allow_unused=True) if total.requires_grad else [None] * len(params)
+        grads = (
+            torch.autograd.grad(total, params, allow_unused=True)
+            if total.requires_grad
+            else [None] * len(params)
+        )
         out.append([torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)])
     return out
 

@@ -75,7 +75,9 @@ def assert_same(got, want, tol=1e-10):
     assert len(got) == len(want), (len(got), len(want))
     for u, (g, w) in enumerate(zip(got, want)):
         for gi, wi in zip(g, w):
-            assert torch.allclose(gi, wi, atol=tol, rtol=0), f"update {u}: max err {(gi - wi).abs().max()}"
+            assert torch.allclose(gi, wi, atol=tol, rtol=0), (
+                f"update {u}: max err {(gi - wi).abs().max()}"
+            )
 
 
 def rule_of(k1, k2):
@@ -113,9 +115,7 @@ def test_reference_by_hand():
     y = torch.zeros(1, 3, 1)
     reset = torch.zeros(1, 3, dtype=torch.bool)
     mask = torch.ones(1, 3, dtype=torch.bool)
-    want = reference_grads(
-        model, [model.w], torch.zeros(1, 1), x, y, reset, mask, step_loss, 2, 3
-    )
+    want = reference_grads(model, [model.w], torch.zeros(1, 1), x, y, reset, mask, step_loss, 2, 3)
     assert [g[0].item() for g in want] == pytest.approx([2.5, 25.5])
     engine = Engine(model, tbptt.losses.mse, TBPTT(2, 3), path="step")
     got = engine_grads(engine, [model.w], [(x, y, reset, mask)])
@@ -129,5 +129,7 @@ def test_bptt_matches_reference(kind):
     for length in (1, 6, 25):
         x, y, reset, mask = stream(length, seed=100 + length)
         want = reference_grads(step, params, init, x, y, reset, mask, step_loss, math.inf, math.inf)
-        got = engine_grads(Engine(model, tbptt.losses.mse, BPTT(), path=path), params, [(x, y, reset, mask)])
+        got = engine_grads(
+            Engine(model, tbptt.losses.mse, BPTT(), path=path), params, [(x, y, reset, mask)]
+        )
         assert_same(got, want)

@@ -37,10 +37,20 @@ class Chunk(NamedTuple):
         """The same chunk with ``reset`` (all False) and ``mask`` (all True) made explicit."""
         bt = self.inputs.shape[:2]
         dev = self.inputs.device
-        reset = self.reset if self.reset is not None else torch.zeros(bt, dtype=torch.bool, device=dev)
+        reset = (
+            self.reset if self.reset is not None else torch.zeros(bt, dtype=torch.bool, device=dev)
+        )
         mask = self.mask if self.mask is not None else torch.ones(bt, dtype=torch.bool, device=dev)
         return Chunk(self.inputs, self.targets, reset, mask)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Chunk:
         """Move every tensor to ``device``."""
-        return Chunk(*(None if t is None else t.to(device, non_blocking=non_blocking) for t in self))
+
+        def move(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.to(device, non_blocking=non_blocking)
+
+        inputs, targets = (
+            self.inputs.to(device, non_blocking=non_blocking),
+            self.targets.to(device, non_blocking=non_blocking),
+        )
+        return Chunk(inputs, targets, move(self.reset), move(self.mask))

@@ -27,6 +27,7 @@ the optimizer (like accelerate). Semantics: DESIGN.md §2.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,7 +39,7 @@ from tbptt import state as st
 from tbptt.chunk import Chunk
 from tbptt.state import State
 from tbptt.truncation import TruncationRule
-from tbptt.unroll import Break, Path, Unroller
+from tbptt.unroll import Break, Path, RunResult, Unroller
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Mode = Literal["stored", "recompute"]
@@ -62,6 +63,7 @@ class Update:
     report_sum: Tensor  # () sum of the losses of every unmasked step in the chunk
     report_count: Tensor  # ()
     outputs: Tensor  # (B, stop - start, ...) detached model outputs of the chunk
+    lr_scale: float = 1.0  # the rule asks for the learning rate times this (variable length)
     finite: bool = True  # False: the loss was NaN/inf and no backward was run
 
 
@@ -73,7 +75,8 @@ class Engine:
             (nn.LSTM/GRU/RNN with batch_first=True, or a module wrapping them), or over one step
             ``x_t`` (B, ...) on the step path (nn.LSTMCell/GRUCell/RNNCell, or your function).
         loss_fn: ``loss_fn(y, targets) -> (B, L)`` per-step losses (see :mod:`tbptt.losses`).
-        rule: a truncation rule: ``TBPTT(k1, k2)`` or ``BPTT()``.
+        rule: a truncation rule: ``TBPTT(k1, k2)``, ``BPTT()``, or another
+            :class:`~tbptt.truncation.TruncationRule`.
         mode: for k2 > k1, ``"stored"`` backpropagates through the retained graph of the last
             k2 steps (cost F(k1) + B(k2) per update); ``"recompute"`` re-runs the window from the
             saved state with the current parameters (F(k2) + B(k2), less memory).
@@ -81,6 +84,9 @@ class Engine:
         init_state: initial state (see :class:`tbptt.unroll.Unroller`); ``None`` = zeros.
         state_batch_dim: the batch dim of the state's leaves, if not the default (1 for the
             3-D leaves of models containing nn.LSTM/GRU/RNN, else 0).
+        checkpoint: activation checkpointing for long windows (Gruslys et al. 2016): keep only
+            the state every this many steps and recompute the rest in the backward; ``"sqrt"``
+            picks ceil(sqrt(window length)) for O(sqrt(T)) memory. The gradient is unchanged.
         zero_grad: set the parameters' gradients to None before each update's backward, so that
             ``.grad`` holds exactly that update's gradient (False: accumulate).
         check_inputs: reject NaN/inf inputs (one host sync per feed).
@@ -101,13 +107,28 @@ class Engine:
         path: Path = "auto",
         init_state: State | Callable[[int], State] = None,
         state_batch_dim: int | None = None,
+        checkpoint: int | Literal["sqrt"] | None = None,
         zero_grad: bool = True,
         check_inputs: bool = True,
     ) -> None:
         if mode not in ("stored", "recompute"):
             raise ValueError(f"mode must be 'stored' or 'recompute', got {mode!r}.")
         if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable as loss_fn(y, targets) -> (B, L), got {loss_fn!r}.")
+            raise TypeError(
+                f"loss_fn must be callable as loss_fn(y, targets) -> (B, L), got {loss_fn!r}."
+            )
+        if not isinstance(rule, TruncationRule):
+            raise TypeError(
+                f"rule must be a truncation rule such as TBPTT(k1, k2) or BPTT(), got {rule!r}."
+            )
+        if (
+            checkpoint is not None
+            and checkpoint != "sqrt"
+            and (isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1)
+        ):
+            raise ValueError(
+                f"checkpoint must be None, 'sqrt' or a positive number of steps, got {checkpoint!r}."
+            )
         if mode == "stored" and rule.lookback and not isinstance(model, nn.Module):
             raise TypeError(
                 "mode='stored' with k2 > k1 needs the model as an nn.Module (to keep each chunk's "
@@ -119,6 +140,7 @@ class Engine:
         self.loss_fn = loss_fn
         self.rule = rule
         self.mode: Mode = mode
+        self.checkpoint = checkpoint
         self.zero_grad = zero_grad
         self.check_inputs = check_inputs
         self.updates_done = 0
@@ -130,7 +152,8 @@ class Engine:
         self.state: State = None  # the state entering step `position`
         self._batch_size: int | None = None
         self._pending: list[Chunk] = []  # fed but not yet run
-        self._breaks: list[Break] = []  # stored mode: graph breaks still inside a future window
+        self._length: int | None = None  # length of the chunk starting at `position`, once drawn
+        self._breaks: list[Break] = []  # stored mode: graph breaks a later window still reaches
         self._window: Chunk | None = None  # recompute mode: inputs of [window_start, position)
         self._window_start = 0
         self._window_state: State = None  # recompute mode: state entering window_start
@@ -141,6 +164,7 @@ class Engine:
 
     @property
     def pending_steps(self) -> int:
+        """Steps fed but not yet run (they wait for their chunk to be complete)."""
         return sum(c.length for c in self._pending)
 
     def feed(
@@ -155,7 +179,7 @@ class Engine:
         inputs: (B, T, ...); targets: (B, T, ...); reset, mask: (B, T) bool.
         """
         chunk = self._validate(Chunk(inputs, targets, reset, mask))
-        if self._pending and self.rule.chunk_length and self.pending_steps >= self.rule.chunk_length:
+        if self._chunk_ready():
             raise RuntimeError(
                 "The iterator returned by a previous feed() was not run to its end, so its chunks "
                 "were never trained. Loop over it: `for update in engine.feed(...): opt.step()`."
@@ -167,10 +191,16 @@ class Engine:
         """End the stream: run the remaining steps as a last (shorter) chunk, then start anew."""
         return self._run_pending(final=True)
 
+    def _chunk_ready(self) -> bool:
+        if not self._pending:
+            return False
+        if self._length is None:
+            self._length = self.rule.next_length(self.position)
+        return self._length is not None and self.pending_steps >= self._length
+
     def _run_pending(self, final: bool) -> Iterator[Update]:
-        k1 = self.rule.chunk_length
-        while self._pending and (final or (k1 is not None and self.pending_steps >= k1)):
-            yield self._update(self._take(k1))
+        while self._chunk_ready() or (final and self._pending):
+            yield self._update(self._take(self._length))
         if final:
             self._new_stream()
 
@@ -181,8 +211,8 @@ class Engine:
             c = self._pending.pop(0)
             if n is not None and got + c.length > n:
                 k = n - got
-                self._pending.insert(0, Chunk(*(t[:, k:] for t in c)))
-                c = Chunk(*(t[:, :k] for t in c))
+                self._pending.insert(0, _slice(c, k, c.length))
+                c = _slice(c, 0, k)
             pieces.append(c)
             got += c.length
         return _cat(pieces)
@@ -190,15 +220,18 @@ class Engine:
     def _validate(self, chunk: Chunk) -> Chunk:
         x, y, reset, mask = chunk
         if not isinstance(x, Tensor) or x.dim() < 2:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
-                f"inputs must be a tensor of shape (B, T, ...), got "
-                f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}. For one sequence "
-                "use x.unsqueeze(0); for one step per row use x.unsqueeze(1)."
+                f"inputs must be a tensor of shape (B, T, ...), got {got}. For one sequence use "
+                "x.unsqueeze(0); for one step per row use x.unsqueeze(1)."
             )
         bt = tuple(x.shape[:2])
         if not isinstance(y, Tensor) or tuple(y.shape[:2]) != bt:
             got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-            raise ValueError(f"targets must start with the inputs' (B, T) = {bt}, got {got}. Align a target with every step.")
+            raise ValueError(
+                f"targets must start with the inputs' (B, T) = {bt}, got {got}. Give one target "
+                "per step (mask the steps without one)."
+            )
         for name, m in (("reset", reset), ("mask", mask)):
             if m is not None and (not isinstance(m, Tensor) or tuple(m.shape) != bt):
                 got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
@@ -210,48 +243,55 @@ class Engine:
                 "reset_stream()) before changing the batch size."
             )
         if self.check_inputs and x.is_floating_point() and not bool(torch.isfinite(x).all()):
-            raise ValueError("inputs contains NaN or inf; clean the data (e.g. torch.nan_to_num) before feeding.")
+            raise ValueError(
+                "inputs contains NaN or inf; clean the data (e.g. torch.nan_to_num) before feeding."
+            )
         self._batch_size = bt[0]
-        chunk = chunk.filled()
-        return Chunk(x, y, chunk.reset.to(torch.bool), chunk.mask.to(torch.bool))  # type: ignore[union-attr]
+        reset, mask = chunk.filled()[2:]
+        assert reset is not None and mask is not None
+        return Chunk(x, y, reset.to(torch.bool), mask.to(torch.bool))
 
     # -- one update ----------------------------------------------------------------------------
     def _start_state(self, batch: int) -> State:
+        """The initial state, expanded to the batch (``None``: the model makes zeros)."""
         init = self.unroller.initial(batch)
         if init is None:
             return None
         self.unroller.check_state(init, batch, "init_state")
         dims = self.unroller.batch_dims(init)
-        return st.tree_map(lambda t, d: t.expand(*t.shape[:d], batch, *t.shape[d + 1 :]), init, dims)
+        return st.tree_map(
+            lambda t, d: t.expand(*t.shape[:d], batch, *t.shape[d + 1 :]), init, dims
+        )
 
     def _update(self, chunk: Chunk) -> Update:
-        a = self.position
-        b = a + chunk.length
+        a, b = self.position, self.position + chunk.length
         cut = self.rule.cut(a, b)
-        if self.position == 0:
+        if a == 0:
             self.state = self._start_state(chunk.batch_size)
         if self.zero_grad:
             for p in self._parameters():
                 p.grad = None
-        if self.rule.lookback and self.mode == "stored":
-            run = self._run_stored(chunk, a, b, cut)
+        stored = bool(self.rule.lookback) and self.mode == "stored"
+        if stored:
+            outputs, losses, first = self._run_stored(chunk, a, b)
         elif self.rule.lookback:
-            run = self._run_recompute(chunk, a, b, cut)
+            outputs, losses, first = self._run_recompute(chunk, a, b, cut)
         else:
-            run = self._run_forward_window(chunk, a, cut)
-        outputs, losses, trained, after = run
-        self.unroller.check_state(after, chunk.batch_size, "the state returned by the model")
-        report_sum = (losses.detach() * chunk.mask).sum()
-        mask = chunk.mask & trained  # (B, L) injected and unmasked
-        count = mask.sum()
-        loss = (losses * mask).sum() / count.clamp(min=1)
+            outputs, losses, first = self._run_window(chunk, a, b, cut)
+        mask = chunk.mask
+        assert mask is not None  # filled by _validate
+        injected = mask & (torch.arange(chunk.length, device=mask.device) >= first)  # (B, L)
+        count = injected.sum()
+        loss = (losses * injected).sum() / count.clamp(min=1)
         finite = bool(torch.isfinite(loss))
-        if finite:
-            self._backward(loss, cut)
-        if self._breaks:  # drop the graph no later window reaches
-            next_cut = self.rule.cut(b, b + (self.rule.chunk_length or 1))
+        if finite and loss.requires_grad:
+            loss.backward(retain_graph=stored)
+            if stored:
+                self._cross_breaks(cut)
+        if self._breaks:  # drop the graph that no later window reaches
+            next_cut = self.rule.cut(b, b + (self.rule.next_length(b) or 1))
             self._breaks = [brk for brk in self._breaks if brk.pos >= next_cut]
-        self.position = b
+        self.position, self._length = b, None
         self.updates_done += 1
         return Update(
             index=self.updates_done - 1,
@@ -260,11 +300,31 @@ class Engine:
             cut=cut,
             loss=loss.detach(),
             trained_count=count,
-            report_sum=report_sum,
-            report_count=chunk.mask.sum(),
-            outputs=outputs.detach(),
+            report_sum=(losses.detach() * mask).sum(),
+            report_count=mask.sum(),
+            outputs=outputs,
+            lr_scale=self.rule.lr_scale(a, b),
             finite=finite,
         )
+
+    def _run(self, chunk: Chunk, start: int, state: State, **plan: Any) -> RunResult:
+        checkpoint = self.checkpoint
+        if checkpoint == "sqrt":
+            checkpoint = max(1, math.ceil(math.sqrt(chunk.length)))
+        x, targets, reset, _ = _tensors(chunk)
+        run = self.unroller.run(
+            x,
+            targets,
+            reset,
+            start,
+            state,
+            self._losses,
+            scales=self.rule.grad_scales(start, start + chunk.length),
+            checkpoint=checkpoint,
+            **plan,
+        )
+        self.unroller.check_state(run.state, chunk.batch_size, "the state returned by the model")
+        return run
 
     def _losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
         losses = self.loss_fn(outputs, targets)
@@ -276,63 +336,47 @@ class Engine:
             )
         return losses
 
-    def _run_forward_window(self, chunk: Chunk, a: int, cut: int) -> tuple[Tensor, Tensor, Tensor, State]:
-        """k2 <= k1 and BPTT: [a, cut) forward only, [cut, b) with the graph, from a detached state."""
-        x, y, reset, _ = chunk
+    def _run_window(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, int]:
+        """k2 <= k1 and BPTT: [a, cut) forward only, then [cut, b) with the graph."""
         k = cut - a
         state = st.detach(self.state)
-        outs, losses = [], []
+        runs = []
         if k > 0:
             with torch.no_grad():
-                head = self.unroller.run(x[:, :k], reset[:, :k], a, state)
-            state = head.state
-            outs.append(head.outputs)
-            losses.append(self._losses(head.outputs, y[:, :k]))
-        tail = self.unroller.run(x[:, k:], reset[:, k:], cut, state)
-        outs.append(tail.outputs)
-        losses.append(self._losses(tail.outputs, y[:, k:]))
-        self.state = st.detach(tail.state)
-        trained = torch.arange(chunk.length, device=reset.device) >= k  # (L,)
-        return torch.cat(outs, 1), torch.cat(losses, 1), trained.expand_as(reset), tail.state
+                runs.append(self._run(_slice(chunk, 0, k), a, state))
+            state = runs[0].state
+        runs.append(self._run(_slice(chunk, k, chunk.length), cut, state))
+        self.state = st.detach(runs[-1].state)
+        return torch.cat([r.outputs for r in runs], 1), torch.cat([r.losses for r in runs], 1), k
 
-    def _run_recompute(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, Tensor, State]:
+    def _run_recompute(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, int]:
         """k2 > k1, recompute: re-run [cut, b) from the saved state entering ``cut``."""
-        assert self._window_start == cut or self._window is None
         window = chunk if self._window is None else _cat([self._window, chunk])
+        assert self._window_start == cut, (self._window_start, cut)
         state = self._start_state(chunk.batch_size) if cut == 0 else self._window_state
-        next_cut = self.rule.cut(b, b + (self.rule.chunk_length or 1))
-        run = self.unroller.run(window.inputs, window.reset, cut, state, saves=[next_cut])
-        k = a - cut
-        outputs = run.outputs[:, k:]
-        losses = self._losses(outputs, chunk.targets)
+        next_cut = self.rule.cut(b, b + (self.rule.next_length(b) or 1))
+        run = self._run(window, cut, state, saves=[next_cut])
         self.state = st.detach(run.state)
         self._window_state = run.saved[next_cut]
-        self._window = Chunk(*(t[:, next_cut - cut :] for t in window))
-        self._window_start = next_cut
-        return outputs, losses, torch.ones_like(chunk.mask), run.state
+        self._window, self._window_start = _slice(window, next_cut - cut, window.length), next_cut
+        return run.outputs[:, a - cut :], run.losses[:, a - cut :], 0
 
-    def _run_stored(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, Tensor, State]:
+    def _run_stored(self, chunk: Chunk, a: int, b: int) -> tuple[Tensor, Tensor, int]:
         """k2 > k1, stored: keep the graph; break it where a later update's window will start."""
-        k1 = self.rule.chunk_length or 1
         future_cuts, c = [], b
-        while (p := self.rule.cut(c, c + k1)) < b:
-            if p >= a:
-                future_cuts.append(p)
-            c += k1
+        while (p := self.rule.cut(c, c + 1)) < b:
+            future_cuts.append(p)
+            c += self.rule.next_length(c) or 1
         snapshot = {n: p.clone() for n, p in self.model.named_parameters()}  # this chunk's weights
-        run = self.unroller.run(chunk.inputs, chunk.reset, a, self.state, breaks=future_cuts, params=snapshot)
+        run = self._run(
+            chunk, a, self.state, breaks=[p for p in future_cuts if p >= a], params=snapshot
+        )
         self._breaks.extend(run.breaks)
         self.state = run.state  # still attached: later windows backpropagate into this chunk
-        losses = self._losses(run.outputs, chunk.targets)
-        return run.outputs, losses, torch.ones_like(chunk.mask), run.state
+        return run.outputs, run.losses, 0
 
-    def _backward(self, loss: Tensor, cut: int) -> None:
-        stored = bool(self.rule.lookback) and self.mode == "stored"
-        if loss.requires_grad:
-            loss.backward(retain_graph=stored)
-        if not stored:
-            return
-        # Cross the breaks inside the window, newest first; stop at the cut.
+    def _cross_breaks(self, cut: int) -> None:
+        """Stored mode: carry the gradient across the breaks inside the window, newest first."""
         for brk in reversed(self._breaks):
             if brk.pos <= cut:
                 break
@@ -349,14 +393,26 @@ class Engine:
                 leaf.grad = None
 
     def _parameters(self) -> list[Tensor]:
-        params = list(self.model.parameters()) if isinstance(self.model, nn.Module) else []
+        params: list[Tensor] = (
+            list(self.model.parameters()) if isinstance(self.model, nn.Module) else []
+        )
         init = self.unroller.init_state
         if init is not None and not callable(init):
             params += [t for t in st.leaves(init) if t.requires_grad]
         return params
 
 
+def _tensors(chunk: Chunk) -> list[Tensor]:
+    """The four tensors of a chunk filled by ``Engine._validate``."""
+    assert chunk.reset is not None and chunk.mask is not None
+    return [chunk.inputs, chunk.targets, chunk.reset, chunk.mask]
+
+
+def _slice(chunk: Chunk, lo: int, hi: int) -> Chunk:
+    return Chunk(*(t[:, lo:hi] for t in _tensors(chunk)))
+
+
 def _cat(chunks: list[Chunk]) -> Chunk:
     if len(chunks) == 1:
         return chunks[0]
-    return Chunk(*(torch.cat(parts, dim=1) for parts in zip(*chunks)))
+    return Chunk(*(torch.cat(parts, dim=1) for parts in zip(*map(_tensors, chunks))))

@@ -24,7 +24,7 @@ State = Any
 """A tensor, or a tuple/list/dict (nested) of tensors; ``None`` before the first step."""
 
 
-def tree_map(fn: Callable[..., Tensor], tree: State, *rest: State) -> State:
+def tree_map(fn: Callable[..., Any], tree: State, *rest: State) -> State:
     """Apply ``fn`` leaf-wise over one or more states of the same structure.
 
     >>> tree_map(lambda a, b: a + b, (torch.ones(1), [torch.ones(1)]), (torch.ones(1), [torch.ones(1)]))
@@ -51,9 +51,13 @@ def tree_map(fn: Callable[..., Tensor], tree: State, *rest: State) -> State:
 
 def leaves(tree: State) -> list[Tensor]:
     """All tensors of a state, in a fixed order."""
-    out: list[Tensor] = []
-    tree_map(lambda t: out.append(t) or t, tree)
-    return out
+    if isinstance(tree, Tensor):
+        return [tree]
+    if isinstance(tree, dict):
+        tree = list(tree.values())
+    if isinstance(tree, (tuple, list)):
+        return [leaf for item in tree for leaf in leaves(item)]
+    return []
 
 
 def detach(state: State) -> State:
@@ -92,11 +96,3 @@ def reset_rows(state: State, rows: Tensor, initial: State, batch_dim: int | Stat
     return tree_map(
         lambda s, i, d: torch.where(_row_view(rows, s, d), i.to(s.dtype), s), state, initial, dims
     )
-
-
-def batch_size_of(state: State, batch_dim: int | State) -> set[int]:
-    """The batch sizes found on the leaves' batch dims (a well-formed state gives one)."""
-    dims = batch_dim if not isinstance(batch_dim, int) else tree_map(lambda _: batch_dim, state)
-    sizes: set[int] = set()
-    tree_map(lambda s, d: sizes.add(s.shape[d]) or s, state, dims)
-    return sizes

@@ -2,8 +2,8 @@
 
 A rule answers two questions for the engine (semantics in DESIGN.md §2):
 
-- ``chunk_length``: steps shown on the forward pass between updates (k1; ``None`` = until the
-  stream ends);
+- ``next_length(start)``: steps shown on the forward pass before the next update (k1; ``None``
+  = until the stream ends);
 - ``cut(start, stop)``: for the update after chunk ``[start, stop)``, the step whose incoming
   state is held constant. Losses at steps ``>= max(start, cut)`` of the chunk are trained on.
 
@@ -14,21 +14,32 @@ A rule answers two questions for the engine (semantics in DESIGN.md §2):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 
-class TruncationRule(Protocol):
-    """What the engine needs from a rule."""
+class TruncationRule:
+    """What the engine asks a rule. Subclass it for new estimators.
 
-    @property
-    def chunk_length(self) -> int | None: ...
+    ``next_length(start)``: the length of the chunk that starts at stream step ``start``
+    (``None``: until the stream ends); asked once per chunk, so it may be random. Rules with
+    ``lookback > 0`` must give fixed lengths (their windows overlap later chunks).
+    """
 
-    @property
-    def lookback(self) -> int:
-        """Steps an update reaches back before its own chunk (k2 - k1 when k2 > k1, else 0)."""
-        ...
+    lookback: int = 0  # steps an update reaches back before its own chunk (k2 - k1 if k2 > k1)
 
-    def cut(self, start: int, stop: int) -> int: ...
+    def next_length(self, start: int) -> int | None:
+        raise NotImplementedError
+
+    def cut(self, start: int, stop: int) -> int:
+        """The step whose incoming state is held constant for the update of ``[start, stop)``."""
+        raise NotImplementedError
+
+    def grad_scales(self, start: int, stop: int) -> dict[int, float]:
+        """Step -> factor on every gradient that crosses into that step (ARTBP); none by default."""
+        return {}
+
+    def lr_scale(self, start: int, stop: int) -> float:
+        """Factor on the learning rate for this update (variable-length BPTT); 1 by default."""
+        return 1.0
 
 
 def _check_steps(name: str, value: object) -> int:
@@ -41,7 +52,7 @@ def _check_steps(name: str, value: object) -> int:
 
 
 @dataclass(frozen=True)
-class TBPTT:
+class TBPTT(TruncationRule):
     """Truncated BPTT(k1, k2) (Williams & Peng 1990, "An efficient gradient-based algorithm for
     on-line training of recurrent network trajectories"; Sutskever 2013, §3.1).
 
@@ -63,12 +74,11 @@ class TBPTT:
             object.__setattr__(self, "k2", self.k1)
         _check_steps("k2", self.k2)
 
-    @property
-    def chunk_length(self) -> int:
+    def next_length(self, start: int) -> int:
         return self.k1
 
     @property
-    def lookback(self) -> int:
+    def lookback(self) -> int:  # type: ignore[override]
         return max(0, self._k2 - self.k1)
 
     @property
@@ -83,17 +93,12 @@ class TBPTT:
 
 
 @dataclass(frozen=True)
-class BPTT:
+class BPTT(TruncationRule):
     """Full backpropagation through time: one update when the stream ends, reaching its start
     (Rumelhart, Hinton & Williams 1986; Werbos 1990). Per-row resets still cut."""
 
-    @property
-    def chunk_length(self) -> None:
+    def next_length(self, start: int) -> None:
         return None
-
-    @property
-    def lookback(self) -> int:
-        return 0
 
     def cut(self, start: int, stop: int) -> int:
         return start

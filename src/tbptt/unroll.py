@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -67,7 +68,8 @@ class Break:
 
 @dataclass
 class RunResult:
-    outputs: Tensor  # (B, L, ...)
+    outputs: Tensor  # (B, L, ...) detached
+    losses: Tensor  # (B, L) per-step losses, with their graph
     state: State  # state after the last step
     breaks: list[Break] = field(default_factory=list)
     saved: dict[int, State] = field(default_factory=dict)  # pos -> detached state entering pos
@@ -92,7 +94,9 @@ class Unroller:
         if path not in ("auto", "chunk", "step"):
             raise ValueError(f"path must be 'auto', 'chunk' or 'step', got {path!r}.")
         self.model = model
-        self.path = ("step" if isinstance(model, nn.RNNCellBase) else "chunk") if path == "auto" else path
+        self.path = (
+            ("step" if isinstance(model, nn.RNNCellBase) else "chunk") if path == "auto" else path
+        )
         self.init_state = init_state
         self.state_batch_dim = state_batch_dim
         self._holder = _Holder(model) if isinstance(model, nn.Module) else None
@@ -150,58 +154,108 @@ class Unroller:
     def run(
         self,
         inputs: Tensor,
+        targets: Tensor,
         reset: Tensor,
         start: int,
         state: State,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
         *,
         breaks: Iterable[int] = (),
         saves: Iterable[int] = (),
+        scales: Mapping[int, float] | None = None,
+        checkpoint: int | None = None,
         params: Mapping[str, Tensor] | None = None,
     ) -> RunResult:
         """Run over stream steps ``[start, start + L)`` from ``state`` (entering ``start``).
 
-        inputs: (B, L, ...); reset: (B, L) bool. ``breaks``: steps where the state becomes a
-        fresh leaf (see :class:`Break`); ``saves``: steps whose incoming state is saved detached.
-        ``params``: parameter tensors to use instead of the module's own (a snapshot).
+        inputs, targets: (B, L, ...); reset: (B, L) bool; ``loss_fn(y, targets) -> (B, L)``.
+        ``breaks``: steps where the state becomes a fresh leaf (see :class:`Break`); ``saves``:
+        steps whose incoming state is saved detached; ``scales``: step -> factor on the gradient
+        that crosses into that step (ARTBP); ``checkpoint``: keep only each segment's incoming
+        state and recompute its activations in the backward, segments of this many steps
+        (Gruslys et al. 2016); ``params``: parameter tensors to use instead of the module's own.
         """
+        plan = _Plan(set(breaks), set(saves), dict(scales or {}), checkpoint, loss_fn)
         if params is not None:
             assert self._holder is not None
             named = {f"model.{k}": v for k, v in params.items()}
-            return functional_call(self._holder, named, (self._run, inputs, reset, start, state, breaks, saves))
-        return self._run(inputs, reset, start, state, breaks, saves)
+            return functional_call(
+                self._holder, named, (self._run, inputs, targets, reset, start, state, plan)
+            )
+        return self._run(inputs, targets, reset, start, state, plan)
+
+    def _segment(
+        self, x: Tensor, target: Tensor, state: State, loss_fn: Callable[[Tensor, Tensor], Tensor]
+    ) -> tuple[Tensor, Tensor, State]:
+        y, state = self._call(x, state)  # (B, l, ...)
+        return y.detach(), loss_fn(y, target), state  # losses (B, l) keep the graph, y does not
 
     def _run(
-        self,
-        inputs: Tensor,
-        reset: Tensor,
-        start: int,
-        state: State,
-        breaks: Iterable[int],
-        saves: Iterable[int],
+        self, inputs: Tensor, targets: Tensor, reset: Tensor, start: int, state: State, plan: _Plan
     ) -> RunResult:
         batch, length = inputs.shape[0], inputs.shape[1]
         stop = start + length
-        break_at, save_at = set(breaks), set(saves)
         reset_at = {start + int(i) for i in torch.nonzero(reset.any(0)).flatten().tolist()}
-        bounds = sorted({start, stop} | {p for p in break_at | save_at | reset_at if start <= p < stop})
-        result = RunResult(outputs=inputs.new_empty(0), state=None)
-        ys = []
+        segment_at = set(range(start, stop, plan.checkpoint)) if plan.checkpoint else set()
+        events = plan.breaks | plan.saves | reset_at | set(plan.scales) | segment_at
+        bounds = sorted({start, stop} | {p for p in events if start <= p < stop})
+        result = RunResult(outputs=inputs.new_empty(0), losses=inputs.new_empty(0), state=None)
+        ys, losses = [], []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
-            if lo in save_at:
+            if lo in plan.saves:
                 result.saved[lo] = st.detach(state)
-            if lo in break_at and state is not None:
-                leaf = st.tree_map(lambda t: t.detach().requires_grad_(t.is_floating_point()), state)
+            if lo in plan.breaks and state is not None:
+                leaf = st.tree_map(
+                    lambda t: t.detach().requires_grad_(t.is_floating_point()), state
+                )
                 result.breaks.append(Break(lo, leaf, state))
                 state = leaf
+            if lo in plan.scales and state is not None:
+                state = st.tree_map(lambda t, f=plan.scales[lo]: _ScaleGrad.apply(t, f), state)
             if lo in reset_at:
                 state = self.reset(state, reset[:, lo - start], batch)
-            y, state = self._call(inputs[:, lo - start : hi - start], state)
+            args = (
+                inputs[:, lo - start : hi - start],
+                targets[:, lo - start : hi - start],
+                state,
+                plan.loss_fn,
+            )
+            if plan.checkpoint and torch.is_grad_enabled():
+                y, loss, state = torch.utils.checkpoint.checkpoint(
+                    self._segment, *args, use_reentrant=False
+                )
+            else:
+                y, loss, state = self._segment(*args)
             ys.append(y)
-        if stop in save_at:
+            losses.append(loss)
+        if stop in plan.saves:
             result.saved[stop] = st.detach(state)
         result.outputs = torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]
+        result.losses = torch.cat(losses, dim=1) if len(losses) > 1 else losses[0]
         result.state = state
         return result
+
+
+@dataclass
+class _Plan:
+    breaks: set[int]
+    saves: set[int]
+    scales: dict[int, float]
+    checkpoint: int | None
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+
+
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``factor`` on the way back."""
+
+    @staticmethod
+    def forward(ctx: Any, t: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return t.view_as(t)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.factor, None
 
 
 class _Holder(nn.Module):
