@@ -341,3 +341,33 @@ def test_nan_loss_skips_the_backward():
     y[0, 5] = float("inf")
     updates = list(engine.feed(x, y))
     assert [u.finite for u in updates] == [True, False]
+
+
+def test_grad_scales_multiply_the_gradient_crossing_a_step_boundary():
+    """s_t = w s_{t-1} + x_t, loss s_2^2 only; a factor 2 on the boundary into step 2 gives
+    dL/dw = 2 s2 (s1 + 2 w s0) = 2 * 4.25 * 3.5 = 29.75 (25.5 without it)."""
+    from dataclasses import dataclass
+
+    from reference import LinearScalarRNN
+
+    @dataclass(frozen=True)
+    class Doubled(TBPTT):
+        def grad_scales(self, start, stop):
+            return {start + 2: 2.0}
+
+    model = LinearScalarRNN(0.5)
+    x = torch.tensor([[[1.0], [2.0], [3.0]]])  # (1, 3, 1)
+    mask = torch.tensor([[False, False, True]])
+    for rule, want in ((TBPTT(3), 25.5), (Doubled(3), 29.75)):
+        (update,) = list(
+            Engine(model, tbptt.losses.mse, rule, path="step").feed(x, 0 * x, mask=mask)
+        )
+        assert model.w.grad.item() == pytest.approx(want)
+
+
+def test_sum_reduction():
+    model, _, _, _ = make("gru")
+    x, y, _, _ = stream(6, seed=2)
+    (mean,) = list(Engine(model, tbptt.losses.mse, TBPTT(6)).feed(x, y))
+    (total,) = list(Engine(model, tbptt.losses.mse, TBPTT(6), reduction="sum").feed(x, y))
+    assert total.loss.item() == pytest.approx(mean.loss.item() * 18)

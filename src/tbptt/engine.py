@@ -87,6 +87,9 @@ class Engine:
         checkpoint: activation checkpointing for long windows (Gruslys et al. 2016): keep only
             the state every this many steps and recompute the rest in the backward; ``"sqrt"``
             picks ceil(sqrt(window length)) for O(sqrt(T)) memory. The gradient is unchanged.
+        reduction: ``"mean"``: an update's loss is the mean over its injected, unmasked steps;
+            ``"sum"``: their sum (what unbiased estimators such as ARTBP need, since their chunks
+            have random lengths).
         zero_grad: set the parameters' gradients to None before each update's backward, so that
             ``.grad`` holds exactly that update's gradient (False: accumulate).
         check_inputs: reject NaN/inf inputs (one host sync per feed).
@@ -108,9 +111,12 @@ class Engine:
         init_state: State | Callable[[int], State] = None,
         state_batch_dim: int | None = None,
         checkpoint: int | Literal["sqrt"] | None = None,
+        reduction: Literal["mean", "sum"] = "mean",
         zero_grad: bool = True,
         check_inputs: bool = True,
     ) -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
         if mode not in ("stored", "recompute"):
             raise ValueError(f"mode must be 'stored' or 'recompute', got {mode!r}.")
         if not callable(loss_fn):
@@ -141,6 +147,7 @@ class Engine:
         self.rule = rule
         self.mode: Mode = mode
         self.checkpoint = checkpoint
+        self.reduction = reduction
         self.zero_grad = zero_grad
         self.check_inputs = check_inputs
         self.updates_done = 0
@@ -157,6 +164,7 @@ class Engine:
         self._window: Chunk | None = None  # recompute mode: inputs of [window_start, position)
         self._window_start = 0
         self._window_state: State = None  # recompute mode: state entering window_start
+        self._scales: dict[int, float] = {}  # the current chunk's gradient factors (ARTBP)
 
     def reset_stream(self) -> None:
         """Forget the stream without an update: the next feed starts a new one."""
@@ -266,6 +274,7 @@ class Engine:
     def _update(self, chunk: Chunk) -> Update:
         a, b = self.position, self.position + chunk.length
         cut = self.rule.cut(a, b)
+        self._scales = self.rule.grad_scales(a, b)
         if a == 0:
             self.state = self._start_state(chunk.batch_size)
         if self.zero_grad:
@@ -282,7 +291,9 @@ class Engine:
         assert mask is not None  # filled by _validate
         injected = mask & (torch.arange(chunk.length, device=mask.device) >= first)  # (B, L)
         count = injected.sum()
-        loss = (losses * injected).sum() / count.clamp(min=1)
+        loss = (losses * injected).sum()
+        if self.reduction == "mean":
+            loss = loss / count.clamp(min=1)
         finite = bool(torch.isfinite(loss))
         if finite and loss.requires_grad:
             loss.backward(retain_graph=stored)
@@ -319,7 +330,7 @@ class Engine:
             start,
             state,
             self._losses,
-            scales=self.rule.grad_scales(start, start + chunk.length),
+            scales=self._scales,
             checkpoint=checkpoint,
             **plan,
         )
