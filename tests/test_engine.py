@@ -359,7 +359,7 @@ def test_grad_scales_multiply_the_gradient_crossing_a_step_boundary():
     x = torch.tensor([[[1.0], [2.0], [3.0]]])  # (1, 3, 1)
     mask = torch.tensor([[False, False, True]])
     for rule, want in ((TBPTT(3), 25.5), (Doubled(3), 29.75)):
-        (update,) = list(
+        (_,) = list(
             Engine(model, tbptt.losses.mse, rule, path="step").feed(x, 0 * x, mask=mask)
         )
         assert model.w.grad.item() == pytest.approx(want)
