@@ -9,6 +9,7 @@ Streaming (variable-length sequences -> B rows of ``Chunk``s with reset and mask
 See ``docs/data.md``.
 """
 
+from tbptt.data.base import ChunkStream
 from tbptt.data.lengths import Lengths, decoupled_lengths
 from tbptt.data.split import (
     Samples,
@@ -18,10 +19,13 @@ from tbptt.data.split import (
     sliding_windows,
     stateful_batches,
 )
+from tbptt.data.stream import StreamBatcher
 
 __all__ = [
+    "ChunkStream",
     "Lengths",
     "Samples",
+    "StreamBatcher",
     "as_is",
     "decoupled_lengths",
     "naive_split",
