@@ -11,6 +11,7 @@ See ``docs/data.md``.
 
 from tbptt.data.base import ChunkStream
 from tbptt.data.lengths import Lengths, decoupled_lengths
+from tbptt.data.lm import TokenBatcher
 from tbptt.data.split import (
     Samples,
     as_is,
@@ -26,6 +27,7 @@ __all__ = [
     "Lengths",
     "Samples",
     "StreamBatcher",
+    "TokenBatcher",
     "as_is",
     "decoupled_lengths",
     "naive_split",
