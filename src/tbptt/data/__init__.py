@@ -10,6 +10,7 @@ See ``docs/data.md``.
 """
 
 from tbptt.data.base import ChunkStream
+from tbptt.data.dataset import ChunkDataset
 from tbptt.data.lengths import Lengths, decoupled_lengths
 from tbptt.data.lm import TokenBatcher
 from tbptt.data.split import (
@@ -23,6 +24,7 @@ from tbptt.data.split import (
 from tbptt.data.stream import StreamBatcher
 
 __all__ = [
+    "ChunkDataset",
     "ChunkStream",
     "Lengths",
     "Samples",
