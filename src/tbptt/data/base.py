@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from tbptt.chunk import Chunk
-from tbptt.data._checks import check_choice, check_int, take
+from tbptt.data._checks import Prepared, check_choice, check_int, take
 
 __all__ = ["ChunkStream"]
 
@@ -35,10 +35,8 @@ class Layout:
 class IndexLayout(Layout):
     """Rows given as gather indices into flat storage of steps (-1 marks padding)."""
 
-    def __init__(
-        self, x: Tensor, y: Tensor | None, index: Tensor, reset: Tensor, mask: Tensor, L: int
-    ) -> None:
-        self.x, self.y, self.L = x, y, L  # x, y: (S, ...) flat storage
+    def __init__(self, prep: Prepared, index: Tensor, reset: Tensor, mask: Tensor, L: int) -> None:
+        self.prep, self.L = prep, L
         self.index, self.reset, self.mask = index, reset, mask  # (B, C * L)
         self.num_chunks = index.shape[1] // L
 
@@ -46,9 +44,10 @@ class IndexLayout(Layout):
         cols = slice(index * self.L, (index + 1) * self.L)
         ix = self.index[:, cols]  # (B, L)
         valid = ix >= 0
-        inputs = take(self.x, ix, valid)  # (B, L, ...)
-        y = self.y
-        targets = inputs.new_zeros(*ix.shape, 0) if y is None else take(y, ix, valid)
+        inputs = take(self.prep.x, ix, valid)  # (B, L, ...)
+        targets = self.prep.targets(ix, valid)  # (B, L, ...)
+        if targets is None:
+            targets = inputs.new_zeros(*ix.shape, 0)
         return Chunk(inputs, targets, self.reset[:, cols].clone(), self.mask[:, cols].clone())
 
 

@@ -149,4 +149,4 @@ class StreamBatcher(ChunkStream):
                         np.ones(int(mine.sum()), dtype=bool))  # fmt: skip
         index, reset = scatter(segs, self.batch_size, chunks * L)  # (B, C * L)
         mask = (index >= 0) & prep.m[index.clamp_min(0)]  # (B, C * L)
-        return IndexLayout(prep.x, prep.y, index, reset, mask, L)
+        return IndexLayout(prep, index, reset, mask, L)
