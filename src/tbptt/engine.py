@@ -358,7 +358,9 @@ class Engine:
             outputs, losses, first = self._run_window(chunk, a, b, cut)
         mask = chunk.mask
         assert mask is not None  # filled by _validate
-        injected = mask & (torch.arange(chunk.length, device=mask.device) >= first)  # (B, L)
+        injected = (
+            mask if first == 0 else mask & (torch.arange(chunk.length, device=mask.device) >= first)
+        )  # (B, L)
         count = injected.sum()
         loss = (losses * injected).sum()
         if self.reduction == "mean":
@@ -428,6 +430,8 @@ class Engine:
             state = runs[0].state
         runs.append(self._run(_slice(chunk, k, chunk.length), cut, state))
         self.state = st.detach(runs[-1].state)
+        if len(runs) == 1:
+            return runs[0].outputs, runs[0].losses, k
         return torch.cat([r.outputs for r in runs], 1), torch.cat([r.losses for r in runs], 1), k
 
     def _run_recompute(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, int]:
