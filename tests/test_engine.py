@@ -438,3 +438,9 @@ def test_loading_a_state_dict_of_another_rule_is_refused():
         ValueError, match=r"rule=TBPTT\(k1=3, k2=8\), this engine has rule=TBPTT\(k1=4"
     ):
         Engine(model, tbptt.losses.cross_entropy, TBPTT(4)).load_state_dict(saved)
+
+
+def test_checkpoint_with_stored_overlapping_windows_is_refused():
+    with pytest.raises(ValueError, match="Use mode='recompute'"):
+        Engine(CharModel(), tbptt.losses.cross_entropy, TBPTT(3, 8), checkpoint=4)
+    Engine(CharModel(), tbptt.losses.cross_entropy, TBPTT(3, 8), checkpoint=4, mode="recompute")

@@ -135,6 +135,12 @@ class Engine:
             raise ValueError(
                 f"checkpoint must be None, 'sqrt' or a positive number of steps, got {checkpoint!r}."
             )
+        if mode == "stored" and rule.lookback and checkpoint is not None:
+            raise ValueError(
+                f"checkpoint={checkpoint!r} cannot be combined with mode='stored' and k2 > k1: the "
+                "retained windows would be recomputed with weights the optimizer has changed since. "
+                "Use mode='recompute' (which already keeps only one state per window) with checkpoint."
+            )
         if mode == "stored" and rule.lookback and not isinstance(model, nn.Module):
             raise TypeError(
                 "mode='stored' with k2 > k1 needs the model as an nn.Module (to keep each chunk's "
