@@ -25,6 +25,7 @@ class TruncationRule:
     """
 
     lookback: int = 0  # steps an update reaches back before its own chunk (k2 - k1 if k2 > k1)
+    needs_sum_reduction: bool = False  # True: the Engine must use reduction="sum" (ARTBP)
 
     def next_length(self, start: int) -> int | None:
         raise NotImplementedError
