@@ -2,12 +2,27 @@
 
 The public surface: :class:`Engine` (the core), the truncation rules :class:`TBPTT` and
 :class:`BPTT`, :class:`Chunk` (the data unit), :mod:`tbptt.state` and :mod:`tbptt.losses`.
+Estimators: :class:`ARTBP` (unbiased) and :class:`VariableLength` (AWD-LSTM) with
+:func:`scaled_lr`.
 """
 
 from tbptt import losses, state
 from tbptt.chunk import Chunk
 from tbptt.engine import Engine, Update
-from tbptt.truncation import BPTT, TBPTT, TruncationRule
+from tbptt.optim import scaled_lr
+from tbptt.truncation import ARTBP, BPTT, TBPTT, TruncationRule, VariableLength
 
-__all__ = ["BPTT", "TBPTT", "Chunk", "Engine", "TruncationRule", "Update", "losses", "state"]
+__all__ = [
+    "ARTBP",
+    "BPTT",
+    "TBPTT",
+    "Chunk",
+    "Engine",
+    "TruncationRule",
+    "Update",
+    "VariableLength",
+    "losses",
+    "scaled_lr",
+    "state",
+]
 __version__ = "0.1.0"
