@@ -3,10 +3,10 @@
 The public surface: :class:`Engine` (the core), the truncation rules :class:`TBPTT` and
 :class:`BPTT`, :class:`Chunk` (the data unit), :mod:`tbptt.state` and :mod:`tbptt.losses`.
 Estimators: :class:`ARTBP` (unbiased) and :class:`VariableLength` (AWD-LSTM) with
-:func:`scaled_lr`.
+:func:`scaled_lr`; synthetic long-dependency tasks in :mod:`tbptt.tasks`.
 """
 
-from tbptt import losses, state
+from tbptt import losses, state, tasks
 from tbptt.chunk import Chunk
 from tbptt.engine import Engine, Update
 from tbptt.optim import scaled_lr
@@ -24,5 +24,6 @@ __all__ = [
     "losses",
     "scaled_lr",
     "state",
+    "tasks",
 ]
 __version__ = "0.1.0"
