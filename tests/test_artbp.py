@@ -19,7 +19,7 @@ from torch import nn
 import tbptt
 from tbptt import ARTBP, BPTT, TBPTT, Engine
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def stream_gradient(engine: Engine, params, x, y, reset=None, mask=None) -> torch.Tensor:

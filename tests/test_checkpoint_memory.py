@@ -19,7 +19,7 @@ from tbptt import BPTT, Engine
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import checkpoint_memory as bench
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.mark.parametrize("segments", ["sqrt", 9])

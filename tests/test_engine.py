@@ -14,7 +14,7 @@ from torch import nn
 import tbptt
 from tbptt import BPTT, TBPTT, Engine
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 class CharModel(nn.Module):

@@ -11,7 +11,7 @@ from torch import nn
 import tbptt
 from tbptt import TBPTT, Engine, VariableLength, scaled_lr
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def test_a_rule_that_needs_sum_reduction_refuses_mean():

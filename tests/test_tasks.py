@@ -20,7 +20,7 @@ from tbptt.tasks import (
     half_squared_error,
 )
 
-torch.set_default_dtype(torch.float64)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def test_adding_problem_definition_and_baseline():
