@@ -224,7 +224,7 @@ def test_world_size_that_cannot_split_the_streams_is_a_clear_error():
 
 def test_bad_arguments_are_clear_errors():
     engine = Engine(TinyLM(), tbptt.losses.cross_entropy, TBPTT(3))
-    with pytest.raises(TypeError, match="tbptt.Engine"):
+    with pytest.raises(TypeError, match=r"tbptt\.Engine"):
         DistributedEngine(TinyLM())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="average must be"):
         DistributedEngine(engine, average="mean")  # type: ignore[arg-type]
@@ -239,9 +239,11 @@ def test_bad_arguments_are_clear_errors():
         all_reduce_gradients(TinyLM(), op="max")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="weight is only used with op='mean'"):
         all_reduce_gradients(TinyLM(), op="sum", weight=2.0)
-    with pytest.raises(FileNotFoundError, match="no checkpoint files"):
-        with tempfile.TemporaryDirectory() as tmp:
-            load_checkpoint(tmp, model=TinyLM(), engine=engine)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        pytest.raises(FileNotFoundError, match="no checkpoint"),
+    ):
+        load_checkpoint(tmp, model=TinyLM(), engine=engine)
 
 
 def test_single_process_is_a_plain_engine():
