@@ -297,9 +297,9 @@ def _check_same_shapes(inputs: Tensor, targets: Tensor, group: Group) -> None:
         dtype=torch.int64,
     )
     device = _comm_device(group)
-    everyone = torch.zeros(world * dims, dtype=torch.int64, device=device)
-    dist.all_gather_into_tensor(everyone, mine.to(device), group=group)
-    shapes = everyone.view(world, dims).cpu()
+    everyone = [torch.zeros(dims, dtype=torch.int64, device=device) for _ in range(world)]
+    dist.all_gather(everyone, mine.to(device), group=group)
+    shapes = torch.stack(everyone).cpu()  # (world, dims)
     if bool((shapes == shapes[0]).all()):
         return
     seen = ", ".join(f"rank {r}: (B, T) = {tuple(shapes[r, :2].tolist())}" for r in range(world))
