@@ -61,6 +61,17 @@ SCENARIOS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _float32_one_thread():
+    """Other test modules switch the default dtype to float64 (it changes the init's draws)."""
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(torch.float32)
+    torch.set_num_threads(1)
+    yield
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)
+
+
 def build(world: int, rank: int, name: str, batch: int = B):
     """Model, optimizer, engine and data of one rank (world=1: the single-process reference)."""
     average, mode, docs = SCENARIOS[name]
@@ -252,3 +263,22 @@ def test_single_process_is_a_plain_engine():
     ref_model, ref_opt, _, ref_data = build(1, 0, "equal", batch=2 * B)
     ref_engine = Engine(ref_model, tbptt.losses.cross_entropy, TBPTT(3, 7))
     assert train(model, opt, engine, data) == train(ref_model, ref_opt, ref_engine, ref_data)
+
+
+def test_ddp_example_runs_under_torchrun_and_resumes(tmp_path):
+    """examples/ddp_char_lm.py with 2 gloo processes, saved and resumed (as docs/distributed.md)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [str(root / "examples" / "ddp_char_lm.py"), "--updates", "3", "--batch", "2"]
+    cmd += ["--ckpt", str(tmp_path)]
+    for extra in ([], ["--resume"]):
+        run = subprocess.run(cmd + extra, env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "world_size=2 (gloo): 3 updates" in run.stdout
+    assert sorted(os.listdir(tmp_path)) == ["rank00000-of-00002.pt", "rank00001-of-00002.pt"]

@@ -101,12 +101,14 @@ def plain_loop() -> tuple[list[float], nn.Module]:
 
 @pytest.fixture(autouse=True)
 def _float32_and_quiet():
-    dtype = torch.get_default_dtype()
+    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
     torch.set_default_dtype(torch.float32)  # other test modules switch to float64
+    torch.set_num_threads(1)  # tiny tensors: intra-op threads only slow it down
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
     torch.set_default_dtype(dtype)
+    torch.set_num_threads(threads)
 
 
 def test_lightning_trainer_matches_the_plain_engine_loop():
