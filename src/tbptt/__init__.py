@@ -10,5 +10,15 @@ from tbptt.chunk import Chunk
 from tbptt.engine import Engine, Update
 from tbptt.truncation import BPTT, TBPTT, TruncationRule
 
-__all__ = ["BPTT", "TBPTT", "Chunk", "Engine", "TruncationRule", "Update", "data", "losses", "state"]
+__all__ = [
+    "BPTT",
+    "TBPTT",
+    "Chunk",
+    "Engine",
+    "TruncationRule",
+    "Update",
+    "data",
+    "losses",
+    "state",
+]
 __version__ = "0.1.0"

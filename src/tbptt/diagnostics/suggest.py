@@ -7,7 +7,8 @@ statsmodels (Box & Jenkins 1970, ch. 3; Bartlett's formula for the ACF's confide
 - the **memory**: the last significant PACF lag before the PACF stays inside its band for
   ``gap`` lags in a row (the order of the autoregression that explains the series: how far back
   one step depends *directly* on the past);
-- the **dominant periods**: the strongest peaks of the periodogram (Schuster 1898), each kept
+- the **dominant periods**: the strongest peaks of the periodogram (Schuster 1898) that rise
+  above the white-noise level (a Fisher 1929 style test at level ``alpha``), each kept
   only if the ACF confirms it with a significant local maximum near that lag (which rejects
   the periodogram's harmonics such as a half-day in daily data) and dropped if it is a multiple
   of a shorter kept period whose ACF peak is at least as high (a repeat of that period, not a
@@ -190,6 +191,10 @@ def suggest(
 
     # periods: periodogram peaks confirmed by an ACF local maximum
     freq, power = periodogram(x, detrend="linear", nfft=8 * n)  # zero-padded: finer periods
+    _, raw = periodogram(x, detrend="linear")  # at the Fourier frequencies k / n
+    # Under white noise the raw ordinates are ~ exponential around their mean: a peak above
+    # ln(#frequencies / alpha) times the mean is significant at level ~alpha (Fisher 1929).
+    threshold = math.log(len(raw) / alpha) * float(raw[1:].mean())
     peaks, _ = find_peaks(power)
     peaks = peaks[freq[peaks] > 0]
     periods_f = 1.0 / freq[peaks]
@@ -201,6 +206,9 @@ def suggest(
     found: list[tuple[int, int, float, float]] = []  # (period, acf peak lag, power, acf there)
     for i in order:
         period, pw = float(periods_f[i]), float(power[peaks[i]])
+        k = round(freq[peaks[i]] * n)  # the nearest Fourier frequencies
+        if raw[max(1, k - 1) : k + 2].max() <= threshold:
+            continue  # not above the white-noise level: noise
         near = acf_peaks[np.abs(acf_peaks - period) <= max(2.0, 0.1 * period)]
         if not len(near):
             continue
