@@ -95,7 +95,8 @@ def char_lm_objective(
             )
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
-        seen, history, start = 0, [], time.perf_counter()
+        history: list[float] = []
+        seen, start = 0, time.perf_counter()
         while len(history) < updates:
             for a in range(0, x.shape[1] - k1 + 1, k1):
                 for update in engine.feed(x[:, a : a + k1].to(dev), y[:, a : a + k1].to(dev)):
