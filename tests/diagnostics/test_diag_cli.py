@@ -98,3 +98,10 @@ def test_bad_arguments_name_the_value(capsys):
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="neither a file nor a built-in series"):
         run("suggest", "no-such-file.csv")
+
+
+def test_bias_influence_uses_the_task_module(capsys):
+    pytest.importorskip("tbptt.tasks")
+    assert run("bias", "--task", "influence", "--length", "120", "--k2s", "10,120") == 0
+    out = capsys.readouterr().out
+    assert "wrong sign (cosine < 0) for k2 in [10]" in out
