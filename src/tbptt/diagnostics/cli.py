@@ -198,11 +198,11 @@ def bias_command(args: argparse.Namespace) -> int:
         text = default_text()
         vocab = sorted(set(text))
         ids = torch.tensor([vocab.index(c) for c in text])
-        model = CharLSTM(len(vocab), hidden=64)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        lstm = CharLSTM(len(vocab), hidden=64)
+        opt = torch.optim.Adam(lstm.parameters(), lr=1e-2)
         steps = 20 * max(0, args.train_updates)
         if steps:
-            engine = Engine(model, losses.cross_entropy, TBPTT(20))
+            engine = Engine(lstm, losses.cross_entropy, TBPTT(20))
             xs = ids[: 8 * steps].view(8, steps)  # (B, T)
             for _ in engine.feed(xs, ids[1 : 8 * steps + 1].view(8, steps)):
                 opt.step()
@@ -210,7 +210,7 @@ def bias_command(args: argparse.Namespace) -> int:
         x = ids[start : start + 4 * args.length].view(4, args.length)
         y = ids[start + 1 : start + 1 + 4 * args.length].view(4, args.length)
         report = truncation_bias(
-            model, losses.cross_entropy, x, y, k2s, k1=args.k1, tolerance=args.tolerance
+            lstm, losses.cross_entropy, x, y, k2s, k1=args.k1, tolerance=args.tolerance
         )
     print(report.summary())
     if args.plot:
