@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _diag_models import one_thread
 
 from tbptt.diagnostics.sweep import load_sweep, sweep
 
@@ -41,6 +42,12 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with one_thread():
+        yield
+
+
 def test_two_processes_split_the_grid_without_repeats(tmp_path):
     import optuna
 
@@ -51,11 +58,11 @@ def test_two_processes_split_the_grid_without_repeats(tmp_path):
         subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(i)], env=env)
         for i in (1, 2)
     ]
-    for p in procs:
-        assert p.wait(timeout=120) == 0
+    codes = [p.wait(timeout=240) for p in procs]
+    assert codes == [0, 0], "a worker failed; its traceback is in the captured stderr"
     ran = [json.loads((tmp_path / f"ran-{i}.json").read_text()) for i in (1, 2)]
     points = [tuple(p) for r in ran for p in r]
-    assert len(points) == len(set(points)) == 12  # every grid point once, none twice
+    assert len(points) == len(set(points)) == 12, ran  # every grid point once, none twice
     assert all(len(r) > 0 for r in ran)  # both processes trained some
     result = load_sweep(storage, "shared")
     assert len(result.trials) == 12

@@ -169,8 +169,12 @@ def sweep(
         if square
         else {"k1": sorted({a for a, _ in grid}), "k2": sorted({b for _, b in grid})}
     )
+    rdb: Any = storage
+    if isinstance(storage, str) and storage.startswith("sqlite"):
+        # several processes write to one file: wait for its lock rather than fail after 5 s
+        rdb = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 120}})
     study = optuna.create_study(
-        study_name=study_name, storage=storage, direction="minimize", load_if_exists=True
+        study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True
     )
     # The grid sampler shuffles the grid with its seed and maps trial numbers (unique in the
     # storage) to grid points: one fixed seed makes every process agree on that map.
