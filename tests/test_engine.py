@@ -359,9 +359,7 @@ def test_grad_scales_multiply_the_gradient_crossing_a_step_boundary():
     x = torch.tensor([[[1.0], [2.0], [3.0]]])  # (1, 3, 1)
     mask = torch.tensor([[False, False, True]])
     for rule, want in ((TBPTT(3), 25.5), (Doubled(3), 29.75)):
-        (_,) = list(
-            Engine(model, tbptt.losses.mse, rule, path="step").feed(x, 0 * x, mask=mask)
-        )
+        (_,) = list(Engine(model, tbptt.losses.mse, rule, path="step").feed(x, 0 * x, mask=mask))
         assert model.w.grad.item() == pytest.approx(want)
 
 
@@ -371,3 +369,78 @@ def test_sum_reduction():
     (mean,) = list(Engine(model, tbptt.losses.mse, TBPTT(6)).feed(x, y))
     (total,) = list(Engine(model, tbptt.losses.mse, TBPTT(6), reduction="sum").feed(x, y))
     assert total.loss.item() == pytest.approx(mean.loss.item() * 18)
+
+
+@pytest.mark.parametrize(
+    "rule,mode",
+    [
+        (TBPTT(4), "stored"),
+        (TBPTT(3, 8), "stored"),
+        (TBPTT(3, 8), "recompute"),
+        (TBPTT(2, 9), "stored"),
+        (TBPTT(6, 2), "stored"),
+        (BPTT(), "stored"),
+    ],
+    ids=str,
+)
+def test_resume_from_state_dict_is_exact(rule, mode):
+    """Interrupt a stream after any piece, save and reload everything, and continue: the final
+    parameters are bitwise those of the uninterrupted run."""
+    import io
+
+    x, y = tokens(batch=2, length=40, seed=3)
+    reset = torch.zeros(2, 40, dtype=torch.bool)
+    reset[1, 17] = True
+    pieces = [(x[:, a : a + 7], y[:, a : a + 7], reset[:, a : a + 7]) for a in range(0, 40, 7)]
+
+    def fresh():
+        torch.manual_seed(0)
+        model = CharModel()
+        return model, torch.optim.Adam(model.parameters(), lr=0.05)
+
+    def train(model, opt, engine, pieces, flush):
+        for piece in pieces:
+            for _ in engine.feed(*piece):
+                opt.step()
+        for _ in engine.flush() if flush else ():
+            opt.step()
+
+    model, opt = fresh()
+    train(model, opt, Engine(model, tbptt.losses.cross_entropy, rule, mode=mode), pieces, True)
+    want = params_of(model)
+
+    for stop_after in (1, 3, 4):
+        model, opt = fresh()
+        engine = Engine(model, tbptt.losses.cross_entropy, rule, mode=mode)
+        train(model, opt, engine, pieces[:stop_after], False)
+        buffer = io.BytesIO()
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "engine": engine.state_dict()},
+            buffer,
+        )
+        buffer.seek(0)
+        saved = torch.load(buffer, weights_only=True)
+
+        model, opt = fresh()
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        engine = Engine(model, tbptt.losses.cross_entropy, rule, mode=mode)
+        engine.load_state_dict(saved["engine"])
+        train(model, opt, engine, pieces[stop_after:], True)
+        for p, q in zip(params_of(model), want):
+            assert torch.equal(p, q), f"stopped after piece {stop_after}"
+
+
+def test_loading_a_state_dict_of_another_rule_is_refused():
+    model = CharModel()
+    saved = Engine(model, tbptt.losses.cross_entropy, TBPTT(3, 8)).state_dict()
+    with pytest.raises(
+        ValueError, match=r"rule=TBPTT\(k1=3, k2=8\), this engine has rule=TBPTT\(k1=4"
+    ):
+        Engine(model, tbptt.losses.cross_entropy, TBPTT(4)).load_state_dict(saved)
+
+
+def test_checkpoint_with_stored_overlapping_windows_is_refused():
+    with pytest.raises(ValueError, match="Use mode='recompute'"):
+        Engine(CharModel(), tbptt.losses.cross_entropy, TBPTT(3, 8), checkpoint=4)
+    Engine(CharModel(), tbptt.losses.cross_entropy, TBPTT(3, 8), checkpoint=4, mode="recompute")

@@ -135,6 +135,12 @@ class Engine:
             raise ValueError(
                 f"checkpoint must be None, 'sqrt' or a positive number of steps, got {checkpoint!r}."
             )
+        if mode == "stored" and rule.lookback and checkpoint is not None:
+            raise ValueError(
+                f"checkpoint={checkpoint!r} cannot be combined with mode='stored' and k2 > k1: the "
+                "retained windows would be recomputed with weights the optimizer has changed since. "
+                "Use mode='recompute' (which already keeps only one state per window) with checkpoint."
+            )
         if mode == "stored" and rule.lookback and not isinstance(model, nn.Module):
             raise TypeError(
                 "mode='stored' with k2 > k1 needs the model as an nn.Module (to keep each chunk's "
@@ -165,6 +171,8 @@ class Engine:
         self._window_start = 0
         self._window_state: State = None  # recompute mode: state entering window_start
         self._scales: dict[int, float] = {}  # the current chunk's gradient factors (ARTBP)
+        self._history: list[tuple[int, Chunk, dict[str, Tensor]]] = []  # stored: chunks to replay
+        self._replay_from = 0  # stored mode: the oldest step a later window reaches
 
     def reset_stream(self) -> None:
         """Forget the stream without an update: the next feed starts a new one."""
@@ -259,6 +267,73 @@ class Engine:
         assert reset is not None and mask is not None
         return Chunk(x, y, reset.to(torch.bool), mask.to(torch.bool))
 
+    # -- checkpointing -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this stream exactly: position, carried state, steps
+        fed but not run, the recompute window, and (stored mode) the chunks whose graph a later
+        window still reaches, with the weights they ran on. Tensors and plain Python only, so
+        ``torch.load(..., weights_only=True)`` reads it back."""
+        stored = bool(self.rule.lookback) and self.mode == "stored"
+        replay_state = None
+        if stored and self._replay_from > 0:
+            (brk,) = [b for b in self._breaks if b.pos == self._replay_from]
+            replay_state = st.detach(brk.before)
+        rule_state = getattr(self.rule, "state_dict", None)
+        return {
+            "format": 1,
+            "rule": repr(self.rule),
+            "mode": self.mode,
+            "position": self.position,
+            "updates_done": self.updates_done,
+            "batch_size": self._batch_size,
+            "length": self._length,
+            "state": None if stored else st.detach(self.state),
+            "pending": [_tensors(c) for c in self._pending],
+            "window": None if self._window is None else _tensors(self._window),
+            "window_start": self._window_start,
+            "window_state": self._window_state,
+            "replay_from": self._replay_from,
+            "replay_state": replay_state,
+            "history": [(a, _tensors(c), w) for a, c, w in self._history],
+            "rule_state": rule_state() if callable(rule_state) else None,
+        }
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        """Continue the stream saved by :meth:`state_dict` (same rule and mode)."""
+        if not isinstance(saved, dict) or saved.get("format") != 1:
+            raise ValueError("saved is not an Engine.state_dict() (missing 'format': 1).")
+        for key, mine in (("rule", repr(self.rule)), ("mode", self.mode)):
+            if saved[key] != mine:
+                raise ValueError(
+                    f"The saved stream was run with {key}={saved[key]}, this engine has {key}={mine}. "
+                    "Build the engine with the same rule and mode to resume it."
+                )
+        self._new_stream()
+        self.updates_done = saved["updates_done"]
+        self._batch_size = saved["batch_size"]
+        self._pending = [Chunk(*t) for t in saved["pending"]]
+        self._window = None if saved["window"] is None else Chunk(*saved["window"])
+        self._window_start, self._window_state = saved["window_start"], saved["window_state"]
+        if saved["rule_state"] is not None:
+            self.rule.load_state_dict(saved["rule_state"])  # type: ignore[attr-defined]
+        if not saved["history"]:
+            self.position, self.state, self._length = (
+                saved["position"],
+                saved["state"],
+                saved["length"],
+            )
+            return
+        # Stored mode: rebuild the retained graph by re-running those chunks on their weights.
+        start = self._replay_from = saved["replay_from"]
+        self.position = start
+        self.state = saved["replay_state"] if start else self._start_state(saved["batch_size"])
+        for a, tensors, weights in saved["history"]:
+            length = tensors[0].shape[1]
+            chunk = _slice(Chunk(*tensors), max(0, start - a), length)
+            with torch.enable_grad():
+                self._run_stored(chunk, max(a, start), a + length, weights)
+        self.position, self._length = saved["position"], saved["length"]
+
     # -- one update ----------------------------------------------------------------------------
     def _start_state(self, batch: int) -> State:
         """The initial state, expanded to the batch (``None``: the model makes zeros)."""
@@ -289,7 +364,9 @@ class Engine:
             outputs, losses, first = self._run_window(chunk, a, b, cut)
         mask = chunk.mask
         assert mask is not None  # filled by _validate
-        injected = mask & (torch.arange(chunk.length, device=mask.device) >= first)  # (B, L)
+        injected = (
+            mask if first == 0 else mask & (torch.arange(chunk.length, device=mask.device) >= first)
+        )  # (B, L)
         count = injected.sum()
         loss = (losses * injected).sum()
         if self.reduction == "mean":
@@ -299,9 +376,10 @@ class Engine:
             loss.backward(retain_graph=stored)
             if stored:
                 self._cross_breaks(cut)
-        if self._breaks:  # drop the graph that no later window reaches
-            next_cut = self.rule.cut(b, b + (self.rule.next_length(b) or 1))
-            self._breaks = [brk for brk in self._breaks if brk.pos >= next_cut]
+        if stored:  # drop the graph that no later window reaches
+            self._replay_from = self.rule.cut(b, b + 1)
+            self._breaks = [brk for brk in self._breaks if brk.pos >= self._replay_from]
+            self._history = [h for h in self._history if h[0] + h[1].length > self._replay_from]
         self.position, self._length = b, None
         self.updates_done += 1
         return Update(
@@ -358,6 +436,8 @@ class Engine:
             state = runs[0].state
         runs.append(self._run(_slice(chunk, k, chunk.length), cut, state))
         self.state = st.detach(runs[-1].state)
+        if len(runs) == 1:
+            return runs[0].outputs, runs[0].losses, k
         return torch.cat([r.outputs for r in runs], 1), torch.cat([r.losses for r in runs], 1), k
 
     def _run_recompute(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, int]:
@@ -372,17 +452,27 @@ class Engine:
         self._window, self._window_start = _slice(window, next_cut - cut, window.length), next_cut
         return run.outputs[:, a - cut :], run.losses[:, a - cut :], 0
 
-    def _run_stored(self, chunk: Chunk, a: int, b: int) -> tuple[Tensor, Tensor, int]:
-        """k2 > k1, stored: keep the graph; break it where a later update's window will start."""
+    def _run_stored(
+        self, chunk: Chunk, a: int, b: int, weights: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, int]:
+        """k2 > k1, stored: keep the graph; break it where a later update's window will start.
+
+        Each chunk runs on its own copy of the parameters (``weights``: their values, when
+        replaying a saved stream), so optimizer steps do not disturb the retained graph.
+        """
         future_cuts, c = [], b
         while (p := self.rule.cut(c, c + 1)) < b:
             future_cuts.append(p)
             c += self.rule.next_length(c) or 1
-        snapshot = {n: p.clone() for n, p in self.model.named_parameters()}  # this chunk's weights
+        params = dict(self.model.named_parameters())
+        if weights is None:
+            weights = {n: p.detach().clone() for n, p in params.items()}
+        snapshot = {n: _Rebind.apply(params[n], w) for n, w in weights.items()}
         run = self._run(
             chunk, a, self.state, breaks=[p for p in future_cuts if p >= a], params=snapshot
         )
         self._breaks.extend(run.breaks)
+        self._history.append((a, chunk, weights))
         self.state = run.state  # still attached: later windows backpropagate into this chunk
         return run.outputs, run.losses, 0
 
@@ -411,6 +501,18 @@ class Engine:
         if init is not None and not callable(init):
             params += [t for t in st.leaves(init) if t.requires_grad]
         return params
+
+
+class _Rebind(torch.autograd.Function):
+    """Forward: ``values`` (a parameter's value when a chunk ran). Backward: into ``param``."""
+
+    @staticmethod
+    def forward(ctx: Any, param: Tensor, values: Tensor) -> Tensor:
+        return values.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
 
 
 def _tensors(chunk: Chunk) -> list[Tensor]:

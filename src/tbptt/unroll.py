@@ -49,12 +49,6 @@ def check_model(model: Any) -> None:
         )
 
 
-def default_state_batch_dim(model: Any, state: State) -> State:
-    """Batch dim per leaf: 1 for the (layers, B, H) leaves of nn.LSTM/GRU/RNN, else 0."""
-    rnn = _contains_rnn(model)
-    return st.tree_map(lambda t: 1 if rnn and t.dim() == 3 else 0, state)
-
-
 @dataclass
 class Break:
     """A graph break at stream step ``pos``: the run continued from ``leaf``, a fresh leaf copy
@@ -100,6 +94,7 @@ class Unroller:
         self.init_state = init_state
         self.state_batch_dim = state_batch_dim
         self._holder = _Holder(model) if isinstance(model, nn.Module) else None
+        self._has_rnn = _contains_rnn(model)  # (layers, B, H) states: batch dim 1
 
     # -- state conventions -------------------------------------------------------------------
     def initial(self, batch_size: int) -> State:
@@ -110,7 +105,7 @@ class Unroller:
     def batch_dims(self, state: State) -> State:
         if self.state_batch_dim is not None:
             return st.tree_map(lambda _: self.state_batch_dim, state)
-        return default_state_batch_dim(self.model, state)
+        return st.tree_map(lambda t: 1 if self._has_rnn and t.dim() == 3 else 0, state)
 
     def check_state(self, state: State, batch_size: int, what: str) -> None:
         """Raise if a leaf's batch dim does not have ``batch_size`` (or 1) rows."""

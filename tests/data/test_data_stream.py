@@ -304,3 +304,23 @@ def test_state_dict_round_trip_and_mismatch() -> None:
     with pytest.raises(ValueError, match="state\\['chunk'\\]"):
         b2.load_state_dict({"epoch": 0, "chunk": 99, "seed": 9})
     assert (b2.epoch, b2.position, b2.seed) == (0, 0, 0)  # a refused state changes nothing
+
+
+@settings(max_examples=60, deadline=None)
+@given(cfg=settings_(), target_at=st.sampled_from(["step", "end"]))
+def test_next_step_targets_property(cfg: dict, target_at: str) -> None:
+    """targets='next': the target of step t is step t+1 of the same sequence, in any layout."""
+    lengths = [n + 1 for n in cfg["lengths"]]  # at least 2 steps
+    args = {k: v for k, v in cfg.items() if k not in ("lengths", "world_size")}
+    try:
+        b = StreamBatcher(id_sequences(lengths), "next", target_at=target_at, **args)
+    except ValueError as e:
+        assert "chunk_len" in str(e) and cfg["tail"] == "drop"
+        return
+    for c in b:
+        real = c.inputs[..., 0] > 0  # (B, L)
+        x, y = c.inputs[real], c.targets[real]  # (n, 2)
+        assert torch.equal(y[:, 0], x[:, 0]) and torch.equal(y[:, 1], x[:, 1] + 1)
+        last = torch.tensor([lengths[int(i) - 1] - 2 for i in x[:, 0]])
+        assert torch.equal(c.mask[real], (x[:, 1] == last) if target_at == "end" else real[real])
+        assert not c.targets[~real].any()

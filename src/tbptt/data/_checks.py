@@ -128,15 +128,22 @@ def check_sequences(sequences: object, *, check_finite: bool = True) -> list[Ten
 class Prepared:
     """Sequences flattened into one tensor of steps (internal)."""
 
-    x: Tensor  # (S, ...) every input step, sequence after sequence
+    x: Tensor  # (S, ...) every step, sequence after sequence
     y: Tensor | None  # (S, ...) the target of every step, or None
     m: Tensor  # (S,) bool: this step's loss counts (False only before the end with "end")
-    lengths: IntArray  # (N,) steps of each sequence
+    lengths: IntArray  # (N,) input steps of each sequence
     offsets: IntArray  # (N,) index of each sequence's first step in x
+    next_step: bool = False  # targets="next": the target of x[i] is x[i + 1] (no copy kept)
 
     @property
     def num_sequences(self) -> int:
         return len(self.lengths)
+
+    def targets(self, index: Tensor, valid: Tensor) -> Tensor | None:
+        """The targets of the steps at ``index`` (zeros where not ``valid``), or None."""
+        if self.next_step:
+            return take(self.x, index + 1, valid)
+        return None if self.y is None else take(self.y, index, valid)
 
 
 def _check_targets(
@@ -213,15 +220,13 @@ def prepare(
                     f"sequences[{i}] has {s.shape[0]} step; targets='next' needs at least 2 steps "
                     "per sequence (input x[t], target x[t+1]). Remove or merge the short sequences."
                 )
-        tgts = [s[1:] for s in seqs]
-        seqs = [s[:-1] for s in seqs]
-        if at == "end":
-            tgts = [t[-1] for t in tgts]
     elif targets is not None:
         tgts = _check_targets(targets, seqs, at, check_finite)
 
-    lengths = np.array([s.shape[0] for s in seqs], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    full = np.array([s.shape[0] for s in seqs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(full)[:-1]]).astype(np.int64)
+    next_step = isinstance(targets, str)
+    lengths = full - 1 if next_step else full  # "next": the last step is only a target
     x = torch.cat(seqs)  # (S, ...)
     y: Tensor | None = None
     if tgts is not None:
@@ -233,7 +238,7 @@ def prepare(
         m[torch.from_numpy(offsets + lengths - 1)] = True
     else:
         m = torch.ones(x.shape[0], dtype=torch.bool)
-    return Prepared(x, y, m, lengths, offsets)
+    return Prepared(x, y, m, lengths, offsets, next_step)
 
 
 def take(flat: Tensor, index: Tensor, valid: Tensor) -> Tensor:

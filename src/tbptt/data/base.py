@@ -4,32 +4,51 @@ A chunk stream lays its data out, once per epoch, into ``world_size * batch_size
 of equal length (a whole number of chunks); rank ``r`` takes the global rows
 ``r, r + world_size, r + 2 * world_size, ...`` as its ``batch_size`` rows. So every rank sees
 the same number of chunks, ranks hold disjoint whole rows, and together they hold all the
-data the layout keeps. Chunk ``c`` is then a slice of that layout: random access, cheap to
-resume anywhere.
+data the layout keeps. Chunk ``c`` is built on demand from that layout: random access, cheap
+to resume anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from tbptt.chunk import Chunk
-from tbptt.data._checks import check_choice, check_int, take
+from tbptt.data._checks import Prepared, check_choice, check_int, take
 
 __all__ = ["ChunkStream"]
 
 
-class Plan(NamedTuple):
-    """One epoch's layout (internal). Global: ``world_size * batch_size`` rows."""
+class Layout:
+    """One epoch's arrangement of this rank's rows (internal): its chunks, built on demand."""
 
-    index_x: Tensor  # (R, C * L) int64: flat index of each step's input, -1 on padding
-    index_y: Tensor  # (R, C * L) int64: flat index of each step's target, -1 on padding
-    reset: Tensor  # (R, C * L) bool
-    mask: Tensor  # (R, C * L) bool
+    num_chunks: int
+
+    def chunk(self, index: int) -> Chunk:
+        raise NotImplementedError
+
+
+class IndexLayout(Layout):
+    """Rows given as gather indices into flat storage of steps (-1 marks padding)."""
+
+    def __init__(self, prep: Prepared, index: Tensor, reset: Tensor, mask: Tensor, L: int) -> None:
+        self.prep, self.L = prep, L
+        self.index, self.reset, self.mask = index, reset, mask  # (B, C * L)
+        self.num_chunks = index.shape[1] // L
+
+    def chunk(self, index: int) -> Chunk:
+        cols = slice(index * self.L, (index + 1) * self.L)
+        ix = self.index[:, cols]  # (B, L)
+        valid = ix >= 0
+        inputs = take(self.prep.x, ix, valid)  # (B, L, ...)
+        targets = self.prep.targets(ix, valid)  # (B, L, ...)
+        if targets is None:
+            targets = inputs.new_zeros(*ix.shape, 0)
+        return Chunk(inputs, targets, self.reset[:, cols].clone(), self.mask[:, cols].clone())
 
 
 class ChunkStream:
@@ -41,6 +60,17 @@ class ChunkStream:
     (like ``DistributedSampler.set_epoch``) unless epoch ``e`` is already the current one, in
     which case the position is kept, so a resumed epoch goes on where it stopped.
     ``state_dict()``/``load_state_dict()`` save and restore (epoch, chunk, seed).
+
+    >>> from tbptt.data import StreamBatcher
+    >>> seqs = [torch.randn(n, 2) for n in (9, 4, 7, 5)]
+    >>> b = StreamBatcher(seqs, "next", batch_size=2, chunk_len=3, shuffle=True, seed=1)
+    >>> it = iter(b); first = next(it)                   # interrupted after one chunk
+    >>> state = b.state_dict(); (state["epoch"], state["chunk"], state["seed"])
+    (0, 1, 1)
+    >>> again = StreamBatcher(seqs, "next", batch_size=2, chunk_len=3, shuffle=True)
+    >>> again.load_state_dict(state)
+    >>> torch.equal(next(iter(again)).inputs, next(it).inputs)      # the same next chunk
+    True
     """
 
     def __init__(
@@ -70,12 +100,11 @@ class ChunkStream:
             )
         self._epoch = 0
         self._chunk = 0
-        self._cache: tuple[int, Plan] | None = None
-        self._x: Tensor = torch.empty(0)  # flat storage of inputs, set by subclasses
-        self._y: Tensor | None = None  # flat storage of targets (None: no targets)
+        self._cache: tuple[int, Layout] | None = None
 
     # -- to implement --------------------------------------------------------------------
-    def _global_plan(self, epoch: int) -> Plan:
+    def _make_layout(self, epoch: int) -> Layout:
+        """This rank's rows for ``epoch`` (the same global layout on every rank)."""
         raise NotImplementedError
 
     def _config(self) -> dict[str, Any]:
@@ -93,13 +122,15 @@ class ChunkStream:
     def _rng(self, epoch: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, epoch])
 
-    def _plan(self, epoch: int) -> Plan:
-        """This rank's rows of the epoch's layout (cached for the last epoch asked)."""
+    def _layout(self, epoch: int) -> Layout:
+        """The epoch's layout (cached for the last epoch asked)."""
         if self._cache is None or self._cache[0] != epoch:
-            g = self._global_plan(epoch)
-            rows = slice(self.rank, None, self.world_size)
-            self._cache = (epoch, Plan(*(t[rows] for t in g)))
+            self._cache = (epoch, self._make_layout(epoch))
         return self._cache[1]
+
+    def _local_rows(self) -> Tensor:
+        """The global rows this rank holds, ``(B,)``: ``rank, rank + world_size, ...``."""
+        return self.rank + self.world_size * torch.arange(self.batch_size)
 
     @property
     def epoch(self) -> int:
@@ -113,20 +144,14 @@ class ChunkStream:
 
     def __len__(self) -> int:
         """Chunks in the current epoch (the same on every rank; may change with the shuffle)."""
-        return self._plan(self._epoch).index_x.shape[1] // self.chunk_len
+        return self._layout(self._epoch).num_chunks
 
     def chunk(self, index: int) -> Chunk:
         """Chunk ``index`` of the epoch: inputs/targets ``(B, L, ...)``, reset/mask ``(B, L)``."""
         n = len(self)
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
             raise IndexError(f"index: expected an int in [0, {n}), got {index!r}.")
-        plan = self._plan(self._epoch)
-        cols = slice(index * self.chunk_len, (index + 1) * self.chunk_len)
-        ix, iy = plan.index_x[:, cols], plan.index_y[:, cols]  # (B, L)
-        inputs = take(self._x, ix, ix >= 0)  # (B, L, ...)
-        y = self._y
-        targets = inputs.new_zeros(*ix.shape, 0) if y is None else take(y, iy, iy >= 0)
-        return Chunk(inputs, targets, plan.reset[:, cols].clone(), plan.mask[:, cols].clone())
+        return self._layout(self._epoch).chunk(index)
 
     def __iter__(self) -> Iterator[Chunk]:
         """The rest of the current epoch, chunk by chunk; then move to the next epoch."""

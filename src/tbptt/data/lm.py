@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from tbptt.data._checks import ArrayLike, _as_tensor, _check_finite
-from tbptt.data.base import ChunkStream, Plan
+from tbptt.chunk import Chunk
+from tbptt.data._checks import ArrayLike, _as_tensor, _check_finite, take
+from tbptt.data.base import ChunkStream, Layout
 
 __all__ = ["TokenBatcher"]
 
@@ -119,7 +121,9 @@ class TokenBatcher(ChunkStream):
                 "single document. Pass doc_starts, or shuffle=False."
             )
         self.mask_doc_boundary = bool(mask_doc_boundary)
-        self._x = self._y = x
+        self._tokens = x  # (N, ...)
+        self._is_start = torch.zeros(n, dtype=torch.bool)  # (N,) token begins a document
+        self._is_start[torch.from_numpy(self._starts)] = True
         rows = self.world_size * self.batch_size
         self.steps_per_row = (n - 1) // rows
         if self.steps_per_row == 0:
@@ -135,39 +139,46 @@ class TokenBatcher(ChunkStream):
                 f"({self.steps_per_row} steps), so tail='drop' leaves nothing. Use tail='pad' "
                 "or a smaller chunk_len/batch_size."
             )
-        self._plan(self._epoch)
+        self._layout(self._epoch)
 
     def _config(self) -> dict[str, Any]:
         return {
             **super()._config(),
-            "num_tokens": int(self._x.shape[0]),
+            "num_tokens": int(self._tokens.shape[0]),
             "num_docs": len(self._starts),
             "mask_doc_boundary": self.mask_doc_boundary,
         }
 
-    def _global_plan(self, epoch: int) -> Plan:
-        n, starts, L = int(self._x.shape[0]), self._starts, self.chunk_len
-        rows, m = self.world_size * self.batch_size, self.steps_per_row
-        sizes = np.diff(np.append(starts, n))
-        order = (
-            self._rng(epoch).permutation(len(starts)) if self.shuffle else np.arange(len(starts))
-        )
-        # the stream in this epoch's document order: positions into the token tensor
-        first = np.repeat(starts[order] - (np.cumsum(sizes[order]) - sizes[order]), sizes[order])
-        pos = torch.from_numpy(first + np.arange(n))  # (N,)
-        is_start = torch.zeros(n, dtype=torch.bool)
-        is_start[torch.from_numpy(starts)] = True
-        px = pos[:-1][: rows * m].view(rows, m)  # (R, m) input positions
-        py = pos[1:][: rows * m].view(rows, m)  # (R, m) target positions
+    def _make_layout(self, epoch: int) -> Layout:
+        n, starts = int(self._tokens.shape[0]), self._starts
+        pos = None  # stream position -> token index; None: the identity (documents in order)
+        if self.shuffle:
+            sizes = np.diff(np.append(starts, n))
+            order = self._rng(epoch).permutation(len(starts))
+            first = np.repeat(
+                starts[order] - (np.cumsum(sizes[order]) - sizes[order]), sizes[order]
+            )
+            pos = torch.from_numpy(first + np.arange(n))  # (N,)
+        m, L = self.steps_per_row, self.chunk_len
         chunks = -(-m // L) if self.tail == "pad" else m // L
-        total, keep = chunks * L, min(m, chunks * L)
-        index_x = torch.full((rows, total), -1, dtype=torch.int64)
-        index_y = torch.full((rows, total), -1, dtype=torch.int64)
-        index_x[:, :keep], index_y[:, :keep] = px[:, :keep], py[:, :keep]
-        reset = torch.zeros((rows, total), dtype=torch.bool)
-        reset[:, :keep] = is_start[px[:, :keep]]
-        reset[:, 0] = True
-        mask = index_x >= 0
-        if self.mask_doc_boundary:
-            mask[:, :keep] &= ~is_start[py[:, :keep]]
-        return Plan(index_x, index_y, reset, mask)
+        return _TokenLayout(self, pos, chunks)
+
+
+class _TokenLayout(Layout):
+    """Chunks of the language-model layout, computed from positions (no per-step index)."""
+
+    def __init__(self, b: TokenBatcher, pos: Tensor | None, num_chunks: int) -> None:
+        self.b, self.pos, self.num_chunks = b, pos, num_chunks
+        self.first = b._local_rows() * b.steps_per_row  # (B,) first pair index of each row
+
+    def chunk(self, index: int) -> Chunk:
+        b, m, L = self.b, self.b.steps_per_row, self.b.chunk_len
+        col = index * L + torch.arange(L)  # (L,) step in the row
+        valid = (col < m).expand(b.batch_size, L)  # (B, L)
+        k = self.first[:, None] + col.clamp(max=m - 1)[None, :]  # (B, L) pair index
+        px, py = (k, k + 1) if self.pos is None else (self.pos[k], self.pos[k + 1])
+        inputs = take(b._tokens, px, valid)  # (B, L, ...)
+        targets = take(b._tokens, py, valid)  # (B, L, ...)
+        reset = valid & (b._is_start[px] | (col == 0)[None, :])  # (B, L)
+        mask = valid & ~b._is_start[py] if b.mask_doc_boundary else valid.clone()  # (B, L)
+        return Chunk(inputs, targets, reset, mask)

@@ -65,7 +65,7 @@ def _gather(prep: Prepared, seq: IntArray, start: IntArray, length: int) -> Samp
     index = torch.from_numpy(prep.offsets[seq][:, None] + steps)  # (N, L) into the flat storage
     index = torch.where(valid, index, torch.zeros((), dtype=index.dtype))
     inputs = take(prep.x, index, valid)  # (N, L, F)
-    targets = None if prep.y is None else take(prep.y, index, valid)  # (N, L, ...)
+    targets = prep.targets(index, valid)  # (N, L, ...) or None
     mask = valid & prep.m[index]  # (N, L)
     seq_t = torch.from_numpy(seq)
     start_t = torch.from_numpy(start)

@@ -23,7 +23,7 @@ import numpy as np
 
 from tbptt.data._checks import TargetAt, Targets, check_choice, prepare
 from tbptt.data._plan import Segments, pack, scatter
-from tbptt.data.base import ChunkStream, Plan
+from tbptt.data.base import ChunkStream, IndexLayout, Layout
 
 __all__ = ["StreamBatcher"]
 
@@ -91,8 +91,7 @@ class StreamBatcher(ChunkStream):
         self.layout = check_choice("layout", layout, ("packed", "aligned"))
         self.target_at = check_choice("target_at", target_at, ("step", "end"))
         self._prep = prepare(sequences, targets, target_at, check_finite=check_finite)
-        self._x, self._y = self._prep.x, self._prep.y
-        self._plan(self._epoch)  # lay out epoch 0 now: bad settings fail here, not mid-training
+        self._layout(self._epoch)  # lay out epoch 0 now: bad settings fail here, not mid-training
 
     @property
     def num_sequences(self) -> int:
@@ -107,7 +106,7 @@ class StreamBatcher(ChunkStream):
             "num_steps": int(self._prep.lengths.sum()),
         }
 
-    def _global_plan(self, epoch: int) -> Plan:
+    def _make_layout(self, epoch: int) -> Layout:
         prep, L = self._prep, self.chunk_len
         rows = self.world_size * self.batch_size
         n = prep.num_sequences
@@ -145,7 +144,9 @@ class StreamBatcher(ChunkStream):
                 lengths = pieces * L
             row, start_chunk, totals = pack(pieces, rows)
             start, chunks = start_chunk * L, int(totals.max())
-        segs = Segments(row, start, lengths, source, np.ones(len(row), dtype=bool))
-        index, reset = scatter(segs, rows, chunks * L)  # (R, C * L)
-        mask = (index >= 0) & prep.m[index.clamp_min(0)]  # (R, C * L)
-        return Plan(index, index, reset, mask)
+        mine = row % self.world_size == self.rank  # global row g is local row g // world_size
+        segs = Segments(row[mine] // self.world_size, start[mine], lengths[mine], source[mine],
+                        np.ones(int(mine.sum()), dtype=bool))  # fmt: skip
+        index, reset = scatter(segs, self.batch_size, chunks * L)  # (B, C * L)
+        mask = (index >= 0) & prep.m[index.clamp_min(0)]  # (B, C * L)
+        return IndexLayout(prep, index, reset, mask, L)
