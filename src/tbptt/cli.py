@@ -411,6 +411,9 @@ def _write_predictions(model: Any, cfg: Any, extra: dict[str, Any], run_dir: Pat
         n_train,
         run_dir / "predictions.png",
         title=f"{cfg.series}: one-step predictions and a {horizon}-step forecast",
+        start=float(extra.get("start", 0.0)),
+        step_unit=str(extra.get("step_unit", "step")),
+        unit=str(extra.get("unit", "")),
     )
 
 

@@ -134,9 +134,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             if older
             else ""
         )
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds objects other than tensors and plain Python, "
+                "which torch.load(weights_only=True) refuses to unpickle: it was not written "
+                f"by tbptt's trainer.{hint}"
+            ) from e
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or incomplete and cannot be read "
-            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).{hint}"
+            f"({type(e).__name__}: {first[0] if first else 'no detail'}).{hint}"
         ) from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

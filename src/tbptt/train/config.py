@@ -177,6 +177,7 @@ _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "eval_every": 250,
         "log_every": 50,
         "checkpoint_every": 250,
+        "threads": 1,  # a tiny model: more intra-op threads cost more than they give
     },
 }
 _BUDGET: dict[str, dict[str, Any]] = {"text": {"minutes": 2.0}, "series": {"updates": 1500}}

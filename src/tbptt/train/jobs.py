@@ -174,7 +174,15 @@ def _series_job(cfg: RunConfig) -> Job:
         Chunk(x[:, a : a + 64], y[:, a : a + 64], None, mask[:, a : a + 64])
         for a in range(0, x.shape[1], 64)
     ]
-    extra = {"mean": mean, "std": std, "n_train": n_train, "season": s.season}
+    extra = {
+        "mean": mean,
+        "std": std,
+        "n_train": n_train,
+        "season": s.season,
+        "start": s.start,
+        "step_unit": s.step_unit,
+        "unit": s.unit,
+    }
     return Job(
         model=build_model(cfg, extra),
         loss_fn=losses.mse,

@@ -351,6 +351,7 @@ class Trainer:
         self._log: MetricsLog | None = None
         self._window = _Window()
         self._last_train: dict[str, float] = {}
+        self._last_val: tuple[int, dict[str, float]] | None = None
         self._cursor: _Cursor | None = None
         self._eval_every: int | None = None
 
@@ -453,7 +454,8 @@ class Trainer:
                         self.counters.chunks = 0
                         reason = self._after_feed(val)
             if val is not None:
-                val_metrics = self._evaluate_and_log(val)
+                fresh = self._last_val is not None and self._last_val[0] == self.counters.updates
+                val_metrics = self._last_val[1] if fresh else self._evaluate_and_log(val)
             ckpt = self._final_checkpoint()
         finally:
             self.progress.stop()
@@ -682,6 +684,7 @@ class Trainer:
             f"validation at update {c.updates}: "
             + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "tokens")
         )
+        self._last_val = (c.updates, metrics)
         for cb in self.callbacks:
             cb.on_evaluate(self, metrics)
         return metrics
@@ -707,7 +710,7 @@ class Trainer:
             "data": self._cursor.state_dict() if self._cursor is not None else None,
             "counters": counters,
             "rng": capture_rng(),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         }
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path | None:

@@ -89,21 +89,27 @@ def plot_predictions(
     n_train: int,
     path: str | Path,
     title: str = "",
+    start: float = 0.0,
+    step_unit: str = "step",
+    unit: str = "",
 ) -> Path | None:
-    """The series, its one-step-ahead predictions and a forecast past its end, as a PNG."""
+    """The series, its one-step-ahead predictions and a forecast past its end, as a PNG
+    (x: ``start + step`` in ``step_unit``s)."""
     plt = _pyplot()
     if plt is None:
         return None
-    t = np.arange(len(values))
+    t = start + np.arange(len(values))
     fig, ax = plt.subplots(figsize=(11, 4))
     ax.plot(t, values, color="black", lw=1, label="data")
     ax.plot(t, one_step, color="tab:blue", lw=1, label="one-step prediction")
     if len(forecast):
-        ft = np.arange(len(values), len(values) + len(forecast))
+        ft = start + np.arange(len(values), len(values) + len(forecast))
         ax.plot(ft, forecast, color="tab:red", lw=1, label="forecast")
-    ax.axvline(n_train - 0.5, color="gray", ls="--", lw=1)
-    ax.text(n_train, ax.get_ylim()[1], " validation", va="top", color="gray")
-    ax.set_xlabel("step")
+    ax.axvline(start + n_train - 0.5, color="gray", ls="--", lw=1)
+    ax.text(start + n_train, ax.get_ylim()[1], " validation", va="top", color="gray")
+    ax.set_xlabel(step_unit)
+    if unit:
+        ax.set_ylabel(unit)
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     if title:
