@@ -201,7 +201,7 @@ def train_command(args: argparse.Namespace) -> int:
     engine_options: dict[str, Any] = {**job.engine_options, **rule_engine_options}
     if ac is not None:
         engine_options["checkpoint"] = "sqrt" if ac == "sqrt" else int(ac)
-    optimizer = None
+    optimizer: torch.optim.Optimizer | None = None
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             job.model.parameters(),
@@ -388,7 +388,9 @@ def _sample(model: Any, vocab: str, cfg: Any, prompt: str | None = None, chars: 
     return prompt + "".join(vocab[i] for i in out.tolist())
 
 
-def _write_predictions(model: Any, cfg: Any, extra: dict[str, Any], run_dir: Path, horizon: int = 0) -> None:
+def _write_predictions(
+    model: Any, cfg: Any, extra: dict[str, Any], run_dir: Path, horizon: int = 0
+) -> None:
     import numpy as np
 
     from tbptt.train.jobs import series_predictions

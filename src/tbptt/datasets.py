@@ -166,7 +166,7 @@ def unigram_entropy_bits(text: str) -> float:
 # -- series ----------------------------------------------------------------------------------
 
 
-def _statsmodels_dataset(name: str):  # noqa: ANN202 - a pandas DataFrame
+def _statsmodels_dataset(name: str):
     if importlib.util.find_spec("statsmodels") is None:
         raise ModuleNotFoundError(
             f"series={name!r} is shipped by the PyPI package 'statsmodels', which is not "

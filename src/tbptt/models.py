@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 Cell = Literal["lstm", "gru", "rnn"]
-CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELLS: dict[str, Any] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 __all__ = ["CELLS", "CharRNN", "SeriesRNN", "make_rnn"]
 

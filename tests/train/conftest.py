@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-WORDS = (
+WORDS = (  # noqa: SIM905
     "the king queen lord lady love death night day sword crown heart good my thy thou art "
     "shall will not and of to in is that with for be his her me you what o come go speak"
 ).split()
@@ -37,5 +37,3 @@ def corpus(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-

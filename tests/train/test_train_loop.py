@@ -286,7 +286,9 @@ def test_evaluate_carries_the_state_across_chunks():
 
 def test_series_metrics_in_data_units():
     m = SeriesMetrics(scale=10.0)
-    m.accumulate(torch.zeros(1, 4, 1), torch.ones(1, 4, 1), torch.tensor([[True, True, True, False]]))
+    m.accumulate(
+        torch.zeros(1, 4, 1), torch.ones(1, 4, 1), torch.tensor([[True, True, True, False]])
+    )
     assert m.summary() == {"mae": 10.0}
     assert m.from_loss(0.25)["rmse"] == pytest.approx(5.0)
 

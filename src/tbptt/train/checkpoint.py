@@ -127,23 +127,24 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist.") from None
     except Exception as e:
-        older = [p for p in find_checkpoints(path.parent) if p != path]
+        mine = step_of(path)
+        older = [
+            p
+            for p in find_checkpoints(path.parent)
+            if p != path and (mine is None or (step_of(p) or 0) < mine)
+        ]
         hint = (
             f" The previous checkpoint {str(older[-1])!r} is untouched: resume from it with "
             f"--resume {older[-1]}."
             if older
             else ""
         )
-        if "Weights only load failed" in str(e):
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} holds objects other than tensors and plain Python, "
-                "which torch.load(weights_only=True) refuses to unpickle: it was not written "
-                f"by tbptt's trainer.{hint}"
-            ) from e
-        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+        detail = next((ln.strip() for ln in lines if "WeightsUnpickler error" in ln), None)
+        detail = detail or (lines[0] if lines else "no detail")
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or incomplete and cannot be read "
-            f"({type(e).__name__}: {first[0] if first else 'no detail'}).{hint}"
+            f"({type(e).__name__}: {detail}).{hint}"
         ) from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

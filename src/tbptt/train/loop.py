@@ -35,7 +35,6 @@ from torch import Tensor, nn
 
 from tbptt.chunk import Chunk
 from tbptt.engine import Engine, Update
-from tbptt.truncation import TBPTT, TruncationRule
 from tbptt.train.checkpoint import (
     CheckpointError,
     capture_rng,
@@ -46,7 +45,8 @@ from tbptt.train.checkpoint import (
     save_checkpoint,
 )
 from tbptt.train.metrics import Metrics, MetricsLog, peak_memory_mb
-from tbptt.train.progress import Progress, format_duration
+from tbptt.train.progress import Progress
+from tbptt.truncation import TBPTT, TruncationRule
 
 __all__ = [
     "Callback",
@@ -311,9 +311,7 @@ class Trainer:
         self.loss_fn = loss_fn
         self.rule = rule
         self.amp_dtype = _amp_dtype(amp, self.device)
-        self.scaler = (
-            torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None  # type: ignore[attr-defined]
-        )
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         self._loss_scale = 1.0
         engine_loss = self._scaled_loss if self.scaler is not None else loss_fn
         self.engine = Engine(model, engine_loss, rule, mode=mode, **(engine_options or {}))  # type: ignore[arg-type]
@@ -437,8 +435,7 @@ class Trainer:
                 reason = self._budget_spent()
                 while reason is None:
                     start, seen = self.counters.chunks, 0
-                    for chunk in cursor.epoch(start):
-                        seen += 1
+                    for seen, chunk in enumerate(cursor.epoch(start), 1):  # noqa: B007
                         self._feed(self.engine.feed(*chunk.to(self.device, non_blocking=True)))
                         self.counters.chunks += 1
                         reason = self._after_feed(val)
@@ -454,8 +451,9 @@ class Trainer:
                         self.counters.chunks = 0
                         reason = self._after_feed(val)
             if val is not None:
-                fresh = self._last_val is not None and self._last_val[0] == self.counters.updates
-                val_metrics = self._last_val[1] if fresh else self._evaluate_and_log(val)
+                last = self._last_val
+                fresh = last is not None and last[0] == self.counters.updates
+                val_metrics = last[1] if last is not None and fresh else self._evaluate_and_log(val)
             ckpt = self._final_checkpoint()
         finally:
             self.progress.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any, TextIO
 
 __all__ = ["Progress", "format_duration"]
@@ -11,7 +10,7 @@ __all__ = ["Progress", "format_duration"]
 
 def format_duration(seconds: float) -> str:
     """``75.3 -> '1:15'``, ``3725 -> '1:02:05'``."""
-    s = int(round(seconds))
+    s = round(seconds)
     h, rem = divmod(s, 3600)
     m, s = divmod(rem, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
@@ -121,4 +120,3 @@ class Progress:
         if info.get("skipped"):
             parts.append(f"skipped {int(info['skipped'])}")
         return "  ".join(parts)
-
