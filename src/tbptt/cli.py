@@ -108,7 +108,11 @@ def train_parser(sub: Any) -> argparse.ArgumentParser:
             )
             continue
         choices = f.metadata.get("choices")
-        metavar = None if choices else f.name.upper()
+        metavar = (
+            None
+            if choices
+            else f.metadata.get("metavar") or {int: "N", float: "X"}.get(kind, f.name.upper())
+        )
         default_note = "" if f.default is None else f" (default: {f.default!r})"
         group.add_argument(
             flag,

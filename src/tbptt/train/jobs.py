@@ -71,15 +71,15 @@ def build_rule(cfg: RunConfig) -> tuple[TruncationRule, dict[str, Any]]:
             f"rule={cfg.rule!r} needs tbptt.{name}, which this installation does not have yet. "
             "Use rule='tbptt' or 'bptt', or update tbptt."
         )
-    engine_options: dict[str, Any] = {}
     if cfg.rule == "variable":
         opts.setdefault("bptt", cfg.k1)
-    else:
-        engine_options["reduction"] = "sum"  # an unbiased estimator sums its chunk's losses
+    opts.setdefault("seed", cfg.seed)
     try:
         rule = cls(**opts)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"rule_options={opts!r} do not fit {name}: {e}") from e
+    # an unbiased estimator (ARTBP) is unbiased for the sum of its chunk's losses
+    engine_options = {"reduction": "sum"} if getattr(rule, "needs_sum_reduction", False) else {}
     return rule, engine_options
 
 
