@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -189,8 +190,18 @@ def train_command(args: argparse.Namespace) -> int:
         _err(str(e))
         return 2
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    from tbptt.train.loop import resolve_device
+
+    try:
+        device = resolve_device(cfg.device)
+    except ValueError as e:
+        _err(str(e))
+        return 2
+    # half the cores on the CPU by default: torch's threads busy-wait, and on a shared or
+    # hyper-threaded machine using every core is often slower than using half
+    threads = cfg.threads or (max(1, (os.cpu_count() or 2) // 2) if device.type == "cpu" else None)
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -256,6 +267,7 @@ def train_command(args: argparse.Namespace) -> int:
         f"{cfg.cell.upper()} {cfg.layers}x{cfg.hidden}"
         + (f", embedding {cfg.embed}" if cfg.task == "text" else "")
         + f", {n_params:,} parameters on {trainer.device}"
+        + (f" ({torch.get_num_threads()} threads)" if trainer.device.type == "cpu" else "")
     )
     budget = ", ".join(
         f"{k} {v}"

@@ -54,7 +54,7 @@ class RunConfig:
     seed: int = _f(0, "random seed (model init, data order, dropout)", "run")
     device: str = _f("auto", "auto (CUDA if available), cpu, cuda, cuda:1, ...", "run")
     threads: int | None = _f(
-        None, "CPU threads for torch (series default 1; text: torch's choice)", "run"
+        None, "CPU threads for torch (series default 1, text: half the cores)", "run"
     )
 
     corpus: str = _f(
