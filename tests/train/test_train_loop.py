@@ -385,3 +385,18 @@ def test_amp_fp16_on_cuda_trains():
     trainer = Trainer(SeriesRNN(hidden=16), losses.mse, TBPTT(20), amp="fp16", device="cuda")
     result = trainer.fit(chunks, updates=50)
     assert trainer.scaler is not None and result.steps + trainer.counters.amp_overflows == 50
+
+
+def test_grad_scaler_path_matches_unscaled_training():
+    """The fp16 path's loss scaling (the engine's loss times the scale, unscale before clipping,
+    scaler.step) gives the unscaled updates; checked on the CPU in float32 with a CPU scaler."""
+    plain = make_trainer(None, TBPTT(8), dropout=0.0, log_every=5)
+    plain.fit(batcher(), updates=10)
+    scaled = make_trainer(None, TBPTT(8), dropout=0.0, log_every=5)
+    scaled.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    scaled._loss_scale = 1024.0
+    scaled.engine.loss_fn = scaled._scaled_loss
+    scaled.fit(batcher(), updates=10)
+    for k, v in params(plain).items():
+        torch.testing.assert_close(params(scaled)[k], v, rtol=1e-5, atol=1e-6)
+    assert [r["loss"] for r in scaled.history] == pytest.approx([r["loss"] for r in plain.history])

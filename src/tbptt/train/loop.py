@@ -312,7 +312,8 @@ class Trainer:
         self.rule = rule
         self.amp_dtype = _amp_dtype(amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        self._loss_scale = 1.0
+        # the engine runs the backward: with fp16 its loss is multiplied by the scaler's scale
+        self._loss_scale = float(self.scaler.get_scale()) if self.scaler is not None else 1.0
         engine_loss = self._scaled_loss if self.scaler is not None else loss_fn
         self.engine = Engine(model, engine_loss, rule, mode=mode, **(engine_options or {}))  # type: ignore[arg-type]
         if optimizer is None:
@@ -379,7 +380,8 @@ class Trainer:
         return warm
 
     def _scaled_loss(self, y: Tensor, targets: Tensor) -> Tensor:
-        return self.loss_fn(y, targets) * self._loss_scale
+        assert self.scaler is not None
+        return self.scaler.scale(self.loss_fn(y, targets))  # times the scale (self._loss_scale)
 
     def elapsed(self) -> float:
         """Seconds of training, this session and the ones before it (resumed runs)."""
