@@ -89,7 +89,8 @@ class Engine:
             picks ceil(sqrt(window length)) for O(sqrt(T)) memory. The gradient is unchanged.
         reduction: ``"mean"``: an update's loss is the mean over its injected, unmasked steps;
             ``"sum"``: their sum (what unbiased estimators such as ARTBP need, since their chunks
-            have random lengths).
+            have random lengths). A rule with ``needs_sum_reduction = True`` (ARTBP) refuses
+            ``"mean"``.
         zero_grad: set the parameters' gradients to None before each update's backward, so that
             ``.grad`` holds exactly that update's gradient (False: accumulate).
         check_inputs: reject NaN/inf inputs (one host sync per feed).
@@ -126,6 +127,13 @@ class Engine:
         if not isinstance(rule, TruncationRule):
             raise TypeError(
                 f"rule must be a truncation rule such as TBPTT(k1, k2) or BPTT(), got {rule!r}."
+            )
+        if getattr(rule, "needs_sum_reduction", False) and reduction != "sum":
+            raise ValueError(
+                f"{type(rule).__name__} is unbiased only with reduction='sum' (its chunks have "
+                f"random lengths, so a mean over each chunk would weight the steps unequally), got "
+                f"reduction={reduction!r}. Pass Engine(..., reduction='sum') and set the learning "
+                "rate for a sum of losses."
             )
         if (
             checkpoint is not None
