@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tbptt import BPTT, TBPTT, Chunk, losses
+from tbptt import ARTBP, BPTT, TBPTT, Chunk, VariableLength, losses
 from tbptt.data import TokenBatcher
 from tbptt.models import CharRNN, SeriesRNN
 from tbptt.train import (
@@ -49,6 +49,7 @@ def make_trainer(
     torch.manual_seed(0)
     model = CharRNN(11, embed=6, hidden=12, layers=2, dropout=dropout)
     opts = dict(
+        engine_options={"reduction": "sum"} if getattr(rule, "needs_sum_reduction", False) else {},
         lr=1e-2,
         schedule="cosine",
         warmup=3,
@@ -80,32 +81,36 @@ def params(trainer: Trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    "rule, mode, k, dropout",
+    "make_rule, mode, k, dropout",
     [
-        (TBPTT(8), "stored", 8, 0.1),
+        (lambda: TBPTT(8), "stored", 8, 0.1),
         # the engine rebuilds a stored window by re-running its chunks, which draws new dropout
         # masks: exact only without randomness in the forward pass
-        (TBPTT(4, 10), "stored", 4, 0.0),
-        (TBPTT(4, 10), "recompute", 4, 0.1),
-        (TBPTT(6, 3), "stored", 5, 0.1),  # data chunks of 5 steps, updates every 6: pending steps
+        (lambda: TBPTT(4, 10), "stored", 4, 0.0),
+        (lambda: TBPTT(4, 10), "recompute", 4, 0.1),
+        (lambda: TBPTT(6, 3), "stored", 5, 0.1),  # chunks of 5 steps, updates every 6: pending
+        # the estimators: random chunk lengths from the rule's own generator (saved with it)
+        (lambda: VariableLength(6, seed=1), "stored", 8, 0.1),
+        (lambda: ARTBP(c=0.2, seed=1), "stored", 8, 0.1),
     ],
+    ids=["k1=k2", "k2>k1-stored", "k2>k1-recompute", "k2<k1", "variable", "artbp"],
 )
-def test_resume_is_bitwise_exact(tmp_path, rule, mode, k, dropout):
+def test_resume_is_bitwise_exact(tmp_path, make_rule, mode, k, dropout):
     """Die after a checkpoint, build everything anew, resume: the same final weights, bit for bit
     (shuffled documents, dropout and a cosine schedule included, so the RNG, data position and
     schedule are restored)."""
     total = 60
-    straight = make_trainer(tmp_path / "a", rule, mode, dropout)
+    straight = make_trainer(tmp_path / "a", make_rule(), mode, dropout)
     straight.fit(batcher(k, shuffle=True), updates=total)
 
     first = make_trainer(
-        tmp_path / "b", rule, mode, dropout, checkpoint_every=7, callbacks=[StopAt(17)]
+        tmp_path / "b", make_rule(), mode, dropout, checkpoint_every=7, callbacks=[StopAt(17)]
     )
     first.fit(batcher(k, shuffle=True), updates=total)
-    final = find_checkpoints(tmp_path / "b" / "checkpoints")[-1]
-    assert final.name == "step-00000017.pt"
-    final.unlink()  # as if killed after update 17: resume from the checkpoint at 14
-    resumed = make_trainer(tmp_path / "b", rule, mode, dropout, checkpoint_every=7)
+    *_, mid, final = find_checkpoints(tmp_path / "b" / "checkpoints")
+    final.unlink()  # as if killed after update 17: resume from the one before
+    assert 7 <= load_checkpoint(mid)["counters"]["updates"] < 17
+    resumed = make_trainer(tmp_path / "b", make_rule(), mode, dropout, checkpoint_every=7)
     torch.manual_seed(123)  # a different global RNG state: the checkpoint must restore it
     result = resumed.fit(batcher(k, shuffle=True), updates=total, resume=tmp_path / "b")
     assert result.updates >= total
