@@ -16,11 +16,14 @@ WORDS = (  # noqa: SIM905
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
+def _one_thread_float32() -> Iterator[None]:
+    """One thread, and float32 whatever other test modules set as the default dtype."""
+    before = torch.get_num_threads(), torch.get_default_dtype()
     torch.set_num_threads(1)
+    torch.set_default_dtype(torch.float32)
     yield
-    torch.set_num_threads(before)
+    torch.set_num_threads(before[0])
+    torch.set_default_dtype(before[1])
 
 
 @pytest.fixture

@@ -165,7 +165,7 @@ def _series_job(cfg: RunConfig) -> Job:
     n_val = max(2, round(len(v) * cfg.val_fraction))
     n_train = len(v) - n_val
     mean, std = float(v[:n_train].mean()), float(v[:n_train].std())
-    z = torch.from_numpy((v - mean) / std).float().unsqueeze(-1)  # (T, 1)
+    z = torch.from_numpy((v - mean) / std).to(torch.get_default_dtype()).unsqueeze(-1)  # (T, 1)
     train = TokenBatcher(z[:n_train], batch_size=cfg.batch_size, chunk_len=cfg.chunk_len)
     # validation: the whole series in one row, state carried; only validation targets count
     x, y = z[:-1].unsqueeze(0), z[1:].unsqueeze(0)  # (1, T-1, 1)
@@ -223,8 +223,8 @@ def series_predictions(
     """
     s = load_series(cfg.series)
     mean, std = extra["mean"], extra["std"]
-    device = next(model.parameters()).device
-    z = torch.from_numpy((s.values - mean) / std).float().view(1, -1, 1).to(device)
+    p = next(model.parameters())
+    z = torch.from_numpy((s.values - mean) / std).view(1, -1, 1).to(p.device, p.dtype)
     was = model.training
     model.eval()
     y, state = model(z, None)  # (1, T, 1): y[t] predicts z[t+1]
