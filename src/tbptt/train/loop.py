@@ -452,11 +452,14 @@ class Trainer:
                         self.counters.epoch += 1
                         self.counters.chunks = 0
                         reason = self._after_feed(val)
-            if val is not None:
-                last = self._last_val
-                fresh = last is not None and last[0] == self.counters.updates
-                val_metrics = last[1] if last is not None and fresh else self._evaluate_and_log(val)
-            ckpt = self._final_checkpoint()
+                if val is not None:
+                    last = self._last_val
+                    fresh = last is not None and last[0] == self.counters.updates
+                    val_metrics = (
+                        last[1] if last is not None and fresh else self._evaluate_and_log(val)
+                    )
+                # a signal during the final evaluation: the final checkpoint is saved anyway
+                ckpt = self._final_checkpoint()
         finally:
             self.progress.stop()
             if self._log is not None:

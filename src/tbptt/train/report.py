@@ -49,10 +49,15 @@ def write_metrics_files(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def plot_losses(
-    records: list[dict[str, Any]], path: str | Path, metric: str = "loss", title: str = ""
+    records: list[dict[str, Any]],
+    path: str | Path,
+    metric: str = "loss",
+    title: str = "",
+    baselines: dict[str, float] | None = None,
 ) -> Path | None:
-    """Train and validation ``metric`` against updates (left) and wall time (right) as a PNG.
-    Returns ``None`` (and writes nothing) when matplotlib is not installed or nothing was logged."""
+    """Train and validation ``metric`` against updates (left) and wall time (right) as a PNG,
+    with each of ``baselines`` (label -> value) as a dashed line. Returns ``None`` (and writes
+    nothing) when matplotlib is not installed or nothing was logged."""
     plt = _pyplot()
     train = [r for r in records if r.get("kind") == "train" and metric in r]
     val = [r for r in records if r.get("kind") == "val" and metric in r]
@@ -69,6 +74,8 @@ def plot_losses(
                     label=label,
                     markersize=4,
                 )
+        for i, (label, value) in enumerate((baselines or {}).items()):
+            ax.axhline(value, ls="--", lw=1, color=f"C{i + 2}", label=label)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(metric)
@@ -125,7 +132,7 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
-        return f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
     return str(v)
 
 
@@ -165,11 +172,12 @@ def summarize(run_dir: str | Path) -> str:
             f"{res.get('tokens'):,} steps seen, {format_duration(res.get('seconds', 0.0))} "
             f"({res.get('stop_reason')})"
         )
-    for key, title in (("train", "train (last window)"), ("val", "validation")):
+    hidden = {"tokens", "epoch", "time", "skipped", "eval_seconds"}
+    for key, title in (("train", "train (last log window)"), ("val", "validation")):
         m = summary.get(key)
         if m:
             lines.append(
-                f"{title}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k != "tokens")
+                f"{title}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.items() if k not in hidden)
             )
     base = summary.get("baselines")
     if base:
