@@ -405,3 +405,10 @@ def test_grad_scaler_path_matches_unscaled_training():
     for k, v in params(plain).items():
         torch.testing.assert_close(params(scaled)[k], v, rtol=1e-5, atol=1e-6)
     assert [r["loss"] for r in scaled.history] == pytest.approx([r["loss"] for r in plain.history])
+
+
+def test_tensorboard_logs_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    trainer = make_trainer(tmp_path, TBPTT(8), tensorboard=True, log_every=2)
+    trainer.fit(batcher(), val=batcher(16), updates=4, eval_every=2)
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
