@@ -2,9 +2,9 @@
 
 The public surface: :class:`Engine` (the core), the truncation rules :class:`TBPTT` and
 :class:`BPTT`, :class:`Chunk` (the data unit), :mod:`tbptt.data` (splitting and stream batching),
-:mod:`tbptt.state` and :mod:`tbptt.losses`.
-Estimators: :class:`ARTBP` (unbiased) and :class:`VariableLength` (AWD-LSTM) with
-:func:`scaled_lr`; synthetic long-dependency tasks in :mod:`tbptt.tasks`.
+:mod:`tbptt.state` and :mod:`tbptt.losses`. Estimators: :class:`ARTBP` (unbiased) and
+:class:`VariableLength` (AWD-LSTM) with :func:`scaled_lr`; synthetic long-dependency tasks in
+:mod:`tbptt.tasks`.
 """
 
 from tbptt import data, losses, state, tasks
