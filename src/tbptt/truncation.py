@@ -130,7 +130,7 @@ def _seeded_generator(seed: object) -> torch.Generator:
     if seed is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        raise TypeError(f"seed must be an int or None, got {seed!r}. Pass e.g. seed=0.")
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
@@ -174,14 +174,15 @@ class ARTBP(_RandomRule):
     - constant ``c`` (default): chunk lengths are geometric with mean ``1 / c``; a dependency of
       d steps is weighted ``(1 - c) ** -d``. The variance is finite when the model's gradients
       through d steps shrink faster than ``(1 - c) ** (d / 2)``; pick ``c`` small enough for the
-      memory of your model (the paper's influence-balancing experiment uses constant ``c``).
+      memory of your model (examples/influence_balancing.py: c in {0.01, 0.03, 0.1}).
     - ``min_len``: ``c_j = 0`` for ``j < min_len``: every chunk has at least ``min_len`` steps,
       and dependencies shorter than that are never reweighted.
     - ``max_factor`` (bounded compensation; this library's choice, not the paper's): ``c_j = c``
       only while the product of the factors since the last truncation stays ``<= max_factor``,
       then ``c_j = 0``. No gradient is ever multiplied by more than ``max_factor``, so the
-      estimate's second moment is at most ``max_factor * (sum_d |g_d|) ** 2`` (g_d: the part of
-      the full gradient carried by dependencies of length d) whatever the model's dynamics.
+      estimate's second moment is at most ``max_factor * (sum |g|) ** 2``, the sum running over
+      the contributions g of every (loss, lag) pair to the full gradient, whatever the model's
+      dynamics.
       The price is unavoidable: an unbiased rule must keep a chance to cross every boundary, so
       bounded factors mean that with probability ``(1 - c) ** J >= 1 / max_factor`` (J: steps
       with ``c_j = c``) no truncation comes at all and the chunk runs until the stream ends
