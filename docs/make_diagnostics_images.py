@@ -8,15 +8,16 @@ from pathlib import Path
 import torch
 
 from tbptt import TBPTT, Engine, losses
+from tbptt.datasets import stdlib_source
 from tbptt.diagnostics import (
-    char_lm_objective,
     explain,
     load_series,
     suggest,
     sweep,
+    trainer_objective,
     truncation_bias,
 )
-from tbptt.diagnostics.objective import CharLSTM, default_text
+from tbptt.models import CharRNN
 
 IMG = Path(__file__).parent / "img"
 
@@ -52,10 +53,10 @@ def main() -> None:
     torch.set_default_dtype(torch.float32)
 
     torch.manual_seed(0)
-    text = default_text()
+    text = "\n".join(stdlib_source(limit_chars=150_000).docs)
     vocab = sorted(set(text))
     ids = torch.tensor([vocab.index(c) for c in text])
-    lstm = CharLSTM(len(vocab), hidden=64)
+    lstm = CharRNN(len(vocab), embed=64, hidden=64)
     opt = torch.optim.Adam(lstm.parameters(), lr=1e-2)
     steps = 20 * 100
     engine = Engine(lstm, losses.cross_entropy, TBPTT(20))
@@ -68,7 +69,7 @@ def main() -> None:
     r.plot(IMG / "bias_char_lstm.png")
 
     result = sweep(
-        char_lm_objective(updates=150, hidden=64, batch_size=16),
+        trainer_objective(updates=150, hidden=64, batch_size=16),
         k1s=[8, 32],
         k2s=[8, 16, 32, 64],
     )

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tbptt.diagnostics.cli import add_diagnostics_commands
+
 __all__ = ["build_parser", "main"]
 
 EXAMPLES = """\
@@ -28,6 +30,10 @@ examples:
   tbptt train --task series                    # yearly sunspots vs naive baselines
   tbptt train --config run.toml --lr 1e-3      # a TOML file; flags override it
   tbptt train --resume runs/text-20250101-120000
+  tbptt explain --k1 4 --k2 8                  # a picture of what TBPTT(4, 8) trains
+  tbptt suggest sunspots                       # ACF/PACF: candidate lengths for a series
+  tbptt bias --task influence                  # how biased is the truncated gradient?
+  tbptt sweep --k1s 16,32 --k2s 32,64          # grid search over (k1, k2) with Optuna
   tbptt generate runs/text-20250101-120000 --prompt "ROMEO:"
   tbptt predict runs/series-20250101-120000 --horizon 22
   tbptt report runs/text-20250101-120000
@@ -623,6 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for make in (train_parser, generate_parser, predict_parser, report_parser):
         make(sub)
+    add_diagnostics_commands(sub)  # suggest, sweep, bias, explain
     return parser
 
 

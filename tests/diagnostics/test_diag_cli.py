@@ -21,7 +21,7 @@ def run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="tbptt")
     add_diagnostics_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(list(argv))
-    return args.func(args)
+    return args.command(args)
 
 
 def test_suggest_builtin_and_csv(tmp_path, capsys):
@@ -74,7 +74,7 @@ def test_sweep_command_on_a_small_text(tmp_path, capsys):
         "sweep",
         "--lengths",
         "4,8",
-        "--text",
+        "--corpus",
         str(text),
         "--updates",
         "3",

@@ -100,11 +100,13 @@ def test_sweep_errors():
         sweep(lambda k1, k2: {"loss": 1.0}, lengths=[4])
 
 
-def test_char_lm_objective_trains():
-    from tbptt.diagnostics.objective import char_lm_objective
+def test_trainer_objective_trains_through_the_trainer():
+    from tbptt.diagnostics.objective import trainer_objective
 
-    fn = char_lm_objective(updates=20, hidden=32, batch_size=4, val_chars=2000, lr=1e-2)
+    fn = trainer_objective(
+        corpus="stdlib", updates=20, hidden=32, embed=16, batch_size=4, lr=1e-2, val_fraction=0.01
+    )
     m = fn(10, 20)
     assert m["val_loss"] < 4.0 and m["tokens_per_s"] > 0 and m["peak_memory_mb"] > 0
-    with pytest.raises(ValueError, match="k1=100000 is longer than each"):
-        fn(100000, 100000)
+    with pytest.raises(ValueError, match="k1 must be a positive integer"):
+        fn(0, 4)

@@ -3,7 +3,7 @@ truncation bias against full BPTT, explain the unrolled network, and sweep (k1, 
 
 from tbptt.diagnostics.bias import BiasReport, gradient_reach, summed_gradient, truncation_bias
 from tbptt.diagnostics.explain import Explanation, UpdatePlan, explain
-from tbptt.diagnostics.objective import char_lm_objective
+from tbptt.diagnostics.objective import trainer_objective
 from tbptt.diagnostics.suggest import BUILTIN_SERIES, Suggestion, load_series, suggest
 from tbptt.diagnostics.sweep import SweepResult, load_sweep, sweep
 
@@ -14,7 +14,6 @@ __all__ = [
     "Suggestion",
     "SweepResult",
     "UpdatePlan",
-    "char_lm_objective",
     "explain",
     "gradient_reach",
     "load_series",
@@ -22,5 +21,6 @@ __all__ = [
     "suggest",
     "summed_gradient",
     "sweep",
+    "trainer_objective",
     "truncation_bias",
 ]

@@ -1,13 +1,13 @@
 """The diagnostics commands of the ``tbptt`` CLI: ``suggest``, ``sweep``, ``bias``, ``explain``.
 
 Each is a ``*_parser(subparsers)`` / ``*_command(args)`` pair (accelerate style); the main CLI
-adds them all with :func:`add_diagnostics_commands` and calls ``args.func(args)``.
+adds them all with :func:`add_diagnostics_commands` and calls ``args.command(args)``.
 
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="tbptt")
 >>> add_diagnostics_commands(parser.add_subparsers(dest="command"))
 >>> args = parser.parse_args(["explain", "--k1", "2", "--k2", "4", "--steps", "4"])
->>> args.func(args)
+>>> args.command(args)
 TBPTT(k1=2, k2=4) over 4 steps
 step       0 1 2 3
 forward    o>o>o>o
@@ -84,7 +84,7 @@ def suggest_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the bands")
     p.add_argument("--plot", type=Path, help="write the ACF/PACF plot here (PNG or SVG)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    p.set_defaults(func=suggest_command)
+    p.set_defaults(command=suggest_command)
     return p
 
 
@@ -116,7 +116,7 @@ def explain_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--k2", type=_positive, help="backward steps per update (default k1)")
     p.add_argument("--steps", type=_positive, help="steps to draw (default 3 * max(k1, k2))")
     p.add_argument("--plot", type=Path, help="write the picture here (PNG or SVG)")
-    p.set_defaults(func=explain_command)
+    p.set_defaults(command=explain_command)
     return p
 
 
@@ -158,7 +158,7 @@ def bias_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--train-updates", type=int, default=50, help="char: updates of training first")
     p.add_argument("--tolerance", type=float, default=0.1, help="relative error to meet")
     p.add_argument("--plot", type=Path, help="write the plot here (PNG or SVG)")
-    p.set_defaults(func=bias_command)
+    p.set_defaults(command=bias_command)
     return p
 
 
@@ -192,13 +192,14 @@ def bias_command(args: argparse.Namespace) -> int:
             init_state=model.initial_state,
         )
     else:
-        from tbptt.diagnostics.objective import CharLSTM, default_text
+        from tbptt.datasets import stdlib_source
+        from tbptt.models import CharRNN
 
         torch.manual_seed(0)
-        text = default_text()
+        text = "\n".join(stdlib_source(limit_chars=400_000).docs)
         vocab = sorted(set(text))
         ids = torch.tensor([vocab.index(c) for c in text])
-        lstm = CharLSTM(len(vocab), hidden=64)
+        lstm = CharRNN(len(vocab), embed=64, hidden=64)
         opt = torch.optim.Adam(lstm.parameters(), lr=1e-2)
         steps = 20 * max(0, args.train_updates)
         if steps:
@@ -237,30 +238,32 @@ def sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--study-name", default="tbptt-sweep")
     p.add_argument("--n-trials", type=_positive, help="trials for this process (default: all)")
-    p.add_argument("--text", type=Path, help="train on this text file (default: built-in text)")
+    p.add_argument(
+        "--corpus",
+        default="auto",
+        help="the text to train on: 'shakespeare', 'stdlib', 'auto' or a path (as tbptt train)",
+    )
     p.add_argument("--updates", type=_positive, default=200, help="updates per trial")
     p.add_argument("--hidden", type=_positive, default=128)
     p.add_argument("--batch-size", type=_positive, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--plot-dir", type=Path, help="write sweep_loss.png and sweep_pareto.png here")
-    p.set_defaults(func=sweep_command)
+    p.set_defaults(command=sweep_command)
     return p
 
 
 def sweep_command(args: argparse.Namespace) -> int:
-    from tbptt.diagnostics.objective import char_lm_objective
+    from tbptt.diagnostics.objective import trainer_objective
     from tbptt.diagnostics.sweep import sweep
 
     if args.lengths is None and args.k2s is None:
         args.lengths = [16, 32, 64]
-    text = args.text.read_text() if args.text else None
-    train_fn = char_lm_objective(
-        text,
+    train_fn = trainer_objective(
+        corpus=args.corpus,
         updates=args.updates,
         hidden=args.hidden,
         batch_size=args.batch_size,
         device=args.device,
-        val_chars=min(20_000, len(text) // 5) if text else 20_000,
     )
     result = sweep(
         train_fn,

@@ -1,130 +1,66 @@
-"""The default sweep objective: train a small character-level LSTM with TBPTT(k1, k2).
+"""The default sweep objective: one ``tbptt train`` run per (k1, k2), through the trainer.
 
-It uses the engine directly (the trainer's ``fit`` can replace it once it lands). The default
-text is the source of a few Python standard-library modules: always installed, no download.
-
->>> fn = char_lm_objective(updates=3, hidden=8, batch_size=2, val_chars=200)
+>>> fn = trainer_objective(corpus="stdlib", updates=2, hidden=8, embed=8, batch_size=2,
+...                        val_fraction=0.002)
 >>> sorted(fn(4, 8))
 ['peak_memory_mb', 'seconds', 'tokens_per_s', 'train_loss', 'val_loss']
 """
 
 from __future__ import annotations
 
-import inspect
-import resource
-import sys
-import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import Tensor, nn
 
-from tbptt import losses
-from tbptt.engine import Engine
-from tbptt.truncation import TBPTT
-
-__all__ = ["CharLSTM", "char_lm_objective", "default_text"]
+__all__ = ["trainer_objective"]
 
 
-def default_text(modules: tuple[str, ...] = ("textwrap", "argparse", "dataclasses")) -> str:
-    """The source of some standard-library modules, joined (about 150k characters)."""
-    import importlib
-
-    return "\n".join(inspect.getsource(importlib.import_module(m)) for m in modules)
-
-
-class CharLSTM(nn.Module):
-    """Embedding -> LSTM -> linear head (word_language_model style)."""
-
-    def __init__(self, vocab: int, hidden: int = 128, layers: int = 1) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab, hidden)
-        self.lstm = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True)
-        self.head = nn.Linear(hidden, vocab)
-
-    def forward(self, x: Tensor, state: object) -> tuple[Tensor, object]:  # x (B, L) long
-        y, state = self.lstm(self.embed(x), state)  # (B, L, H)
-        return self.head(y), state  # (B, L, V)
-
-
-def char_lm_objective(
-    text: str | None = None,
-    *,
-    updates: int = 200,
-    hidden: int = 128,
-    batch_size: int = 16,
-    lr: float = 3e-3,
-    val_chars: int = 20_000,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-) -> Callable[[int, int], dict[str, float]]:
-    """A ``train_fn(k1, k2)`` for :func:`tbptt.diagnostics.sweep`: train a char-LSTM for
-    ``updates`` updates of TBPTT(k1, k2) with Adam on ``batch_size`` stateful rows of ``text``,
-    then report the held-out loss.
-
-    Metrics: ``val_loss`` (nats per char on the last ``val_chars`` characters, the state carried
-    through), ``train_loss`` (mean of the last 10% of updates), ``tokens_per_s`` (training
-    characters per second), ``peak_memory_mb`` (CUDA: the peak allocated in this run; CPU: the
-    process's peak resident size, an upper bound shared by all trials of the process).
+def trainer_objective(**options: Any) -> Callable[[int, int], dict[str, float]]:
+    """A ``train_fn(k1, k2)`` for :func:`tbptt.diagnostics.sweep`: a real training run of the
+    default text task (any :class:`tbptt.train.config.RunConfig` field can be given in
+    ``options``: ``corpus``, ``updates``, ``hidden``, ``batch_size``, ``device``, ``lr``...),
+    with no files written, reporting the validation loss (nats per token, the state carried
+    through the validation stream), the training loss of the last logging window, tokens/s and
+    peak memory (CUDA: peak allocated; CPU: the process's peak resident size).
     """
-    text = default_text() if text is None else text
-    vocab = sorted(set(text))
-    ids = torch.tensor([vocab.index(c) for c in text], dtype=torch.long)
-    if len(ids) < 2 * val_chars:
-        raise ValueError(
-            f"text has {len(ids)} characters but val_chars={val_chars} needs at least "
-            f"{2 * val_chars}; pass a longer text or a smaller val_chars."
-        )
-    train, val = ids[:-val_chars], ids[-val_chars:]
+    from tbptt.train import Trainer
+    from tbptt.train.config import RunConfig
+    from tbptt.train.jobs import build_job, build_rule
+    from tbptt.train.metrics import peak_memory_mb
 
-    def rows(data: Tensor, b: int) -> tuple[Tensor, Tensor]:
-        width = (len(data) - 1) // b
-        return data[: b * width].view(b, width), data[1 : b * width + 1].view(b, width)  # (B, T)
+    base = {"task": "text", "progress": "off", "tensorboard": "off", **options}
 
     def train_fn(k1: int, k2: int) -> dict[str, float]:
-        torch.manual_seed(seed)
-        dev = torch.device(device)
-        model = CharLSTM(len(vocab), hidden).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        engine = Engine(model, losses.cross_entropy, TBPTT(k1, k2))
-        x, y = rows(train, batch_size)
-        if x.shape[1] < k1:
-            raise ValueError(
-                f"k1={k1} is longer than each of the {batch_size} training rows ({x.shape[1]} "
-                "steps); use a smaller k1 or batch_size, or a longer text."
-            )
-        if dev.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(dev)
-        history: list[float] = []
-        seen, start = 0, time.perf_counter()
-        while len(history) < updates:
-            for a in range(0, x.shape[1] - k1 + 1, k1):
-                for update in engine.feed(x[:, a : a + k1].to(dev), y[:, a : a + k1].to(dev)):
-                    opt.step()
-                    history.append(float(update.loss))
-                    seen += batch_size * (update.stop - update.start)
-                if len(history) >= updates:
-                    break
-            engine.reset_stream()
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        seconds = time.perf_counter() - start
-        vx, vy = rows(val, 1)
-        with torch.no_grad():
-            logits, _ = model(vx.to(dev), None)  # (1, T, V)
-            val_loss = float(losses.cross_entropy(logits, vy.to(dev)).mean())
-        if dev.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(dev) / 2**20
-        else:
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            peak = rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-        tail = history[-max(1, updates // 10) :]
+        cfg = RunConfig(**{**base, "k1": k1, "k2": k2}).resolved()
+        torch.manual_seed(cfg.seed)
+        job = build_job(cfg)
+        rule, rule_options = build_rule(cfg)
+        trainer = Trainer(
+            job.model,
+            job.loss_fn,
+            rule,
+            lr=cfg.lr,  # type: ignore[arg-type]
+            clip=cfg.clip or None,
+            device=cfg.device,
+            mode=cfg.mode,
+            engine_options={**job.engine_options, **rule_options},
+            metrics=job.metrics,
+            progress=False,
+            tensorboard=False,
+            handle_signals=False,
+        )
+        if trainer.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.device)
+        result = trainer.fit(
+            job.train, job.val, updates=cfg.updates, minutes=cfg.minutes, epochs=cfg.epochs
+        )
         return {
-            "val_loss": val_loss,
-            "train_loss": sum(tail) / len(tail),
-            "tokens_per_s": seen / seconds,
-            "peak_memory_mb": peak,
-            "seconds": seconds,
+            "val_loss": float((result.val or {})["loss"]),
+            "train_loss": float(result.train.get("loss", float("nan"))),
+            "tokens_per_s": result.tokens / max(result.seconds, 1e-9),
+            "peak_memory_mb": peak_memory_mb(trainer.device),
+            "seconds": result.seconds,
         }
 
     return train_fn
