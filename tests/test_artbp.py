@@ -22,15 +22,6 @@ from tbptt import ARTBP, BPTT, TBPTT, Engine
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster and avoids OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def stream_gradient(engine: Engine, params, x, y, reset=None, mask=None) -> torch.Tensor:
     """The sum of the gradients of every update of one stream, flattened."""
     total = torch.zeros(sum(p.numel() for p in params))

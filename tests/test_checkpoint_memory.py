@@ -22,15 +22,6 @@ import checkpoint_memory as bench
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster and avoids OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("segments", ["sqrt", 9])
 def test_checkpointed_bptt_gradient_equals_bptt_on_an_lstm_with_resets(segments):
     torch.manual_seed(0)

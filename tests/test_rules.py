@@ -14,15 +14,6 @@ from tbptt import TBPTT, Engine, VariableLength, scaled_lr
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster and avoids OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_rule_that_needs_sum_reduction_refuses_mean():
     class Unbiased(TBPTT):
         needs_sum_reduction = True

@@ -23,15 +23,6 @@ from tbptt.tasks import (
 pytestmark = pytest.mark.usefixtures("float64")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is faster and avoids OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_adding_problem_definition_and_baseline():
     task = adding_problem(20000, 12, generator=torch.Generator().manual_seed(0))
     values, marks = task.inputs[..., 0], task.inputs[..., 1]  # (B, T)

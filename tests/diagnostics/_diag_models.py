@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import textwrap
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -81,15 +79,3 @@ def trained_char_lstm(updates: int = 60, seed: int = 0) -> tuple[CharLSTM, Tenso
         losses.append(float(update.loss))
     model.losses = losses  # type: ignore[attr-defined]
     return model, ids
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: these models are small and the CPU is shared (more threads only
-    contend)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -5,17 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _diag_models import Balancing, half_squared, one_thread, trained_char_lstm
+from _diag_models import Balancing, half_squared, trained_char_lstm
 from torch import nn
 
 import tbptt
 from tbptt.diagnostics import gradient_reach, truncation_bias
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 
 def truncated_sensitivity(k: int) -> float:

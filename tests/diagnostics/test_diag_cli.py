@@ -6,15 +6,8 @@ import argparse
 import json
 
 import pytest
-from _diag_models import one_thread
 
 from tbptt.diagnostics.cli import add_diagnostics_commands
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 
 def run(*argv: str) -> int:

@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from _diag_models import one_thread
 
 from tbptt.diagnostics.sweep import load_sweep, sweep
 
@@ -40,12 +39,6 @@ WORKER = textwrap.dedent(
     (tmp / f"ran-{me}.json").write_text(json.dumps(ran))
     """
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    with one_thread():
-        yield
 
 
 def test_two_processes_split_the_grid_without_repeats(tmp_path):
