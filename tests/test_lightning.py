@@ -144,3 +144,35 @@ def test_bad_batches_and_arguments_are_clear_errors():
     with pytest.raises(TypeError, match="batch_size=None"):
         model.training_step(torch.zeros(3, 4), 0)
     assert issubclass(TBPTTDDPStrategy, L.pytorch.strategies.DDPStrategy)
+
+
+def test_lightning_trainer_matches_tbptt_train_trainer():
+    """The same run through tbptt's own trainer gives the same loss curve."""
+    from tbptt.train import Callback, Trainer
+
+    class Record(Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+
+        def on_update(self, trainer, update, stepped):
+            self.losses.append(update.loss.item())
+
+    ours = make_model()
+    record = Record()
+    Trainer(
+        ours,
+        ours.loss,
+        TBPTT(25, 50),
+        optimizer=torch.optim.Adam(ours.parameters(), lr=1e-2),
+        clip=0.5,
+        amp="off",
+        device="cpu",
+        callbacks=[record],
+        progress=False,
+        tensorboard=False,
+        handle_signals=False,
+    ).fit(batcher(), updates=STEPS)
+
+    model = make_model()
+    trainer().fit(model, DataLoader(ChunkDataset(batcher()), batch_size=None))
+    assert record.losses == pytest.approx(model.seen, abs=1e-6)
