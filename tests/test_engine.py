@@ -20,10 +20,10 @@ pytestmark = pytest.mark.usefixtures("float64")
 class CharModel(nn.Module):
     """Embedding -> 2-layer LSTM -> linear head, word_language_model style."""
 
-    def __init__(self, vocab: int = 7, hidden: int = 6) -> None:
+    def __init__(self, vocab: int = 7, hidden: int = 6, dropout: float = 0.0) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, hidden)
-        self.lstm = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True)
+        self.lstm = nn.LSTM(hidden, hidden, num_layers=2, batch_first=True, dropout=dropout)
         self.head = nn.Linear(hidden, vocab)
 
     def forward(self, x, state):  # x (B, T) long
@@ -384,8 +384,9 @@ def test_sum_reduction():
     ids=str,
 )
 def test_resume_from_state_dict_is_exact(rule, mode):
-    """Interrupt a stream after any piece, save and reload everything, and continue: the final
-    parameters are bitwise those of the uninterrupted run."""
+    """Interrupt a stream after any piece, save and reload everything (the RNG too, as a trainer
+    does), and continue: the final parameters are bitwise those of the uninterrupted run, with
+    dropout in the model (a stored-mode replay must draw the masks it drew the first time)."""
     import io
 
     x, y = tokens(batch=2, length=40, seed=3)
@@ -395,7 +396,7 @@ def test_resume_from_state_dict_is_exact(rule, mode):
 
     def fresh():
         torch.manual_seed(0)
-        model = CharModel()
+        model = CharModel(dropout=0.25)
         return model, torch.optim.Adam(model.parameters(), lr=0.05)
 
     def train(model, opt, engine, pieces, flush):
@@ -415,7 +416,12 @@ def test_resume_from_state_dict_is_exact(rule, mode):
         train(model, opt, engine, pieces[:stop_after], False)
         buffer = io.BytesIO()
         torch.save(
-            {"model": model.state_dict(), "opt": opt.state_dict(), "engine": engine.state_dict()},
+            {
+                "model": model.state_dict(),
+                "opt": opt.state_dict(),
+                "engine": engine.state_dict(),
+                "rng": torch.get_rng_state(),
+            },
             buffer,
         )
         buffer.seek(0)
@@ -426,6 +432,7 @@ def test_resume_from_state_dict_is_exact(rule, mode):
         opt.load_state_dict(saved["opt"])
         engine = Engine(model, tbptt.losses.cross_entropy, rule, mode=mode)
         engine.load_state_dict(saved["engine"])
+        torch.set_rng_state(saved["rng"])
         train(model, opt, engine, pieces[stop_after:], True)
         for p, q in zip(params_of(model), want):
             assert torch.equal(p, q), f"stopped after piece {stop_after}"

@@ -179,7 +179,8 @@ class Engine:
         self._window_start = 0
         self._window_state: State = None  # recompute mode: state entering window_start
         self._scales: dict[int, float] = {}  # the current chunk's gradient factors (ARTBP)
-        self._history: list[tuple[int, Chunk, dict[str, Tensor]]] = []  # stored: chunks to replay
+        # stored mode: the chunks a later window reaches, with their weights and RNG state
+        self._history: list[tuple[int, Chunk, dict[str, Tensor], dict[str, Tensor]]] = []
         self._replay_from = 0  # stored mode: the oldest step a later window reaches
 
     def reset_stream(self) -> None:
@@ -302,7 +303,7 @@ class Engine:
             "window_state": self._window_state,
             "replay_from": self._replay_from,
             "replay_state": replay_state,
-            "history": [(a, _tensors(c), w) for a, c, w in self._history],
+            "history": [(a, _tensors(c), w, rng) for a, c, w, rng in self._history],
             "rule_state": rule_state() if callable(rule_state) else None,
         }
 
@@ -331,15 +332,17 @@ class Engine:
                 saved["length"],
             )
             return
-        # Stored mode: rebuild the retained graph by re-running those chunks on their weights.
+        # Stored mode: rebuild the retained graph by re-running those chunks on their weights and
+        # with the RNG as it was (the same dropout masks). The first chunk may start before
+        # `start`: it runs whole (its RNG draws depend only on shapes) from a stand-in state,
+        # and continues from the saved state at `start`.
         start = self._replay_from = saved["replay_from"]
-        self.position = start
-        self.state = saved["replay_state"] if start else self._start_state(saved["batch_size"])
-        for a, tensors, weights in saved["history"]:
-            length = tensors[0].shape[1]
-            chunk = _slice(Chunk(*tensors), max(0, start - a), length)
+        at_start = saved["replay_state"] if start else self._start_state(saved["batch_size"])
+        self.state = at_start
+        for a, tensors, weights, rng in saved["history"]:
+            replace = {start: at_start} if a < start else None
             with torch.enable_grad():
-                self._run_stored(chunk, max(a, start), a + length, weights)
+                self._run_stored(Chunk(*tensors), a, a + tensors[0].shape[1], weights, rng, replace)
         self.position, self._length = saved["position"], saved["length"]
 
     # -- one update ----------------------------------------------------------------------------
@@ -461,12 +464,19 @@ class Engine:
         return run.outputs[:, a - cut :], run.losses[:, a - cut :], 0
 
     def _run_stored(
-        self, chunk: Chunk, a: int, b: int, weights: dict[str, Tensor] | None = None
+        self,
+        chunk: Chunk,
+        a: int,
+        b: int,
+        weights: dict[str, Tensor] | None = None,
+        rng: dict[str, Tensor] | None = None,
+        replace: dict[int, State] | None = None,
     ) -> tuple[Tensor, Tensor, int]:
         """k2 > k1, stored: keep the graph; break it where a later update's window will start.
 
         Each chunk runs on its own copy of the parameters (``weights``: their values, when
-        replaying a saved stream), so optimizer steps do not disturb the retained graph.
+        replaying a saved stream), so optimizer steps do not disturb the retained graph. The
+        RNG state it ran with is kept too, so a replay draws the same dropout masks.
         """
         future_cuts, c = [], b
         while (p := self.rule.cut(c, c + 1)) < b:
@@ -476,11 +486,22 @@ class Engine:
         if weights is None:
             weights = {n: p.detach().clone() for n, p in params.items()}
         snapshot = {n: _Rebind.apply(params[n], w) for n, w in weights.items()}
-        run = self._run(
-            chunk, a, self.state, breaks=[p for p in future_cuts if p >= a], params=snapshot
-        )
+        device = chunk.inputs.device
+        with torch.random.fork_rng(
+            [device] if device.type == "cuda" else [], enabled=rng is not None
+        ):
+            if rng is not None:  # replaying: the RNG as it was when this chunk first ran
+                torch.set_rng_state(rng["cpu"])
+                if "cuda" in rng:
+                    torch.cuda.set_rng_state(rng["cuda"], device)
+            else:
+                rng = {"cpu": torch.get_rng_state()}
+                if device.type == "cuda":
+                    rng["cuda"] = torch.cuda.get_rng_state(device)
+            breaks = [p for p in future_cuts if p >= a]
+            run = self._run(chunk, a, self.state, breaks=breaks, params=snapshot, replace=replace)
         self._breaks.extend(run.breaks)
-        self._history.append((a, chunk, weights))
+        self._history.append((a, chunk, weights, rng))
         self.state = run.state  # still attached: later windows backpropagate into this chunk
         return run.outputs, run.losses, 0
 

@@ -160,6 +160,7 @@ class Unroller:
         scales: Mapping[int, float] | None = None,
         checkpoint: int | None = None,
         params: Mapping[str, Tensor] | None = None,
+        replace: Mapping[int, State] | None = None,
     ) -> RunResult:
         """Run over stream steps ``[start, start + L)`` from ``state`` (entering ``start``).
 
@@ -168,9 +169,12 @@ class Unroller:
         steps whose incoming state is saved detached; ``scales``: step -> factor on the gradient
         that crosses into that step (ARTBP); ``checkpoint``: keep only each segment's incoming
         state and recompute its activations in the backward, segments of this many steps
-        (Gruslys et al. 2016); ``params``: parameter tensors to use instead of the module's own.
+        (Gruslys et al. 2016); ``params``: parameter tensors to use instead of the module's own;
+        ``replace``: step -> the state to continue from there instead (replaying a saved stream).
         """
-        plan = _Plan(set(breaks), set(saves), dict(scales or {}), checkpoint, loss_fn)
+        plan = _Plan(
+            set(breaks), set(saves), dict(scales or {}), checkpoint, loss_fn, dict(replace or {})
+        )
         if params is not None:
             assert self._holder is not None
             named = {f"model.{k}": v for k, v in params.items()}
@@ -192,11 +196,15 @@ class Unroller:
         stop = start + length
         reset_at = {start + int(i) for i in torch.nonzero(reset.any(0)).flatten().tolist()}
         segment_at = set(range(start, stop, plan.checkpoint)) if plan.checkpoint else set()
-        events = plan.breaks | plan.saves | reset_at | set(plan.scales) | segment_at
+        events = (
+            plan.breaks | plan.saves | reset_at | set(plan.scales) | segment_at | set(plan.replace)
+        )
         bounds = sorted({start, stop} | {p for p in events if start <= p < stop})
         result = RunResult(outputs=inputs.new_empty(0), losses=inputs.new_empty(0), state=None)
         ys, losses = [], []
         for lo, hi in zip(bounds[:-1], bounds[1:]):
+            if lo in plan.replace:
+                state = plan.replace[lo]
             if lo in plan.saves:
                 result.saved[lo] = st.detach(state)
             if lo in plan.breaks and state is not None:
@@ -238,6 +246,7 @@ class _Plan:
     scales: dict[int, float]
     checkpoint: int | None
     loss_fn: Callable[[Tensor, Tensor], Tensor]
+    replace: dict[int, State]
 
 
 class _ScaleGrad(torch.autograd.Function):
