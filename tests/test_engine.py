@@ -451,3 +451,20 @@ def test_checkpoint_with_stored_overlapping_windows_is_refused():
     with pytest.raises(ValueError, match="Use mode='recompute'"):
         Engine(CharModel(), tbptt.losses.cross_entropy, TBPTT(3, 8), checkpoint=4)
     Engine(CharModel(), tbptt.losses.cross_entropy, TBPTT(3, 8), checkpoint=4, mode="recompute")
+
+
+def test_nan_losses_on_masked_steps_stay_out():
+    """A padded step whose target is NaN does not poison the update (mask False there)."""
+    model, _, _, _ = make("gru")
+    x, y, _, _ = stream(6, seed=2)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    y_nan = y.clone()
+    y_nan[1, 4:] = float("nan")
+    params = list(model.parameters())
+    (clean,) = engine_grads(Engine(model, tbptt.losses.mse, TBPTT(6)), params, [(x, y, None, mask)])
+    engine = Engine(model, tbptt.losses.mse, TBPTT(6))
+    (padded,) = engine_grads(engine, params, [(x, y_nan, None, mask)])
+    assert_same([padded], [clean])
+    (update,) = list(Engine(model, tbptt.losses.mse, TBPTT(6)).feed(x, y_nan, mask=mask))
+    assert update.finite and torch.isfinite(update.report_sum)

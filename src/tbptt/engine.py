@@ -274,7 +274,12 @@ class Engine:
         self._batch_size = bt[0]
         reset, mask = chunk.filled()[2:]
         assert reset is not None and mask is not None
-        return Chunk(x, y, reset.to(torch.bool), mask.to(torch.bool))
+        mask = mask.to(torch.bool)
+        if self.check_inputs and y.is_floating_point() and not bool(torch.isfinite(y).all()):
+            # NaN targets on padding would still reach the gradient (NaN * 0): zero them there
+            padding = ~mask.view(*bt, *([1] * (y.dim() - 2)))
+            y = torch.where(padding, torch.zeros((), dtype=y.dtype, device=y.device), y)
+        return Chunk(x, y, reset.to(torch.bool), mask)
 
     # -- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -379,7 +384,7 @@ class Engine:
             mask if first == 0 else mask & (torch.arange(chunk.length, device=mask.device) >= first)
         )  # (B, L)
         count = injected.sum()
-        loss = (losses * injected).sum()
+        loss = torch.where(injected, losses, 0.0).sum()  # where: NaN on padding stays out
         if self.reduction == "mean":
             loss = loss / count.clamp(min=1)
         finite = bool(torch.isfinite(loss))
@@ -400,7 +405,7 @@ class Engine:
             cut=cut,
             loss=loss.detach(),
             trained_count=count,
-            report_sum=(losses.detach() * mask).sum(),
+            report_sum=torch.where(mask, losses.detach(), 0.0).sum(),
             report_count=mask.sum(),
             outputs=outputs,
             lr_scale=self.rule.lr_scale(a, b),
