@@ -165,6 +165,7 @@ class Engine:
         self.zero_grad = zero_grad
         self.check_inputs = check_inputs
         self.updates_done = 0
+        self._params = self._parameters()  # what zero_grad clears
         self._new_stream()
 
     # -- the stream ------------------------------------------------------------------------------
@@ -272,14 +273,20 @@ class Engine:
                 "inputs contains NaN or inf; clean the data (e.g. torch.nan_to_num) before feeding."
             )
         self._batch_size = bt[0]
-        reset, mask = chunk.filled()[2:]
-        assert reset is not None and mask is not None
-        mask = mask.to(torch.bool)
-        if self.check_inputs and y.is_floating_point() and not bool(torch.isfinite(y).all()):
+        # None stands for "no resets" / "every step counts": the update then skips the masking
+        # arithmetic and the unroller skips looking for resets (one check per feed, not per run)
+        reset = None if reset is None or not bool(reset.any()) else reset.to(torch.bool)
+        mask = None if mask is None or bool(mask.all()) else mask.to(torch.bool)
+        if (
+            mask is not None
+            and self.check_inputs
+            and y.is_floating_point()
+            and not bool(torch.isfinite(y).all())
+        ):
             # NaN targets on padding would still reach the gradient (NaN * 0): zero them there
             padding = ~mask.view(*bt, *([1] * (y.dim() - 2)))
             y = torch.where(padding, torch.zeros((), dtype=y.dtype, device=y.device), y)
-        return Chunk(x, y, reset.to(torch.bool), mask)
+        return Chunk(x, y, reset, mask)
 
     # -- checkpointing -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -302,13 +309,13 @@ class Engine:
             "batch_size": self._batch_size,
             "length": self._length,
             "state": None if stored else st.detach(self.state),
-            "pending": [_tensors(c) for c in self._pending],
-            "window": None if self._window is None else _tensors(self._window),
+            "pending": [list(c) for c in self._pending],
+            "window": None if self._window is None else list(self._window),
             "window_start": self._window_start,
             "window_state": self._window_state,
             "replay_from": self._replay_from,
             "replay_state": replay_state,
-            "history": [(a, _tensors(c), w, rng) for a, c, w, rng in self._history],
+            "history": [(a, list(c), w, rng) for a, c, w, rng in self._history],
             "rule_state": rule_state() if callable(rule_state) else None,
         }
 
@@ -369,7 +376,7 @@ class Engine:
         if a == 0:
             self.state = self._start_state(chunk.batch_size)
         if self.zero_grad:
-            for p in self._parameters():
+            for p in self._params:
                 p.grad = None
         stored = bool(self.rule.lookback) and self.mode == "stored"
         if stored:
@@ -378,15 +385,15 @@ class Engine:
             outputs, losses, first = self._run_recompute(chunk, a, b, cut)
         else:
             outputs, losses, first = self._run_window(chunk, a, b, cut)
-        mask = chunk.mask
-        assert mask is not None  # filled by _validate
-        injected = (
-            mask if first == 0 else mask & (torch.arange(chunk.length, device=mask.device) >= first)
-        )  # (B, L)
-        count = injected.sum()
-        loss = torch.where(injected, losses, 0.0).sum()  # where: NaN on padding stays out
+        injected = _injected(chunk, first)  # (B, L) bool; None: every step
+        total, count = _masked_sum(losses, injected)
+        loss = total
         if self.reduction == "mean":
-            loss = loss / count.clamp(min=1)
+            loss = total / (losses.numel() if injected is None else count.clamp(min=1))
+        if injected is chunk.mask:  # every reported step was trained
+            report_sum, report_count = total.detach(), count
+        else:
+            report_sum, report_count = _masked_sum(losses.detach(), chunk.mask)
         finite = bool(torch.isfinite(loss))
         if finite and loss.requires_grad:
             loss.backward(retain_graph=stored)
@@ -405,8 +412,8 @@ class Engine:
             cut=cut,
             loss=loss.detach(),
             trained_count=count,
-            report_sum=torch.where(mask, losses.detach(), 0.0).sum(),
-            report_count=mask.sum(),
+            report_sum=report_sum,
+            report_count=report_count,
             outputs=outputs,
             lr_scale=self.rule.lr_scale(a, b),
             finite=finite,
@@ -416,7 +423,7 @@ class Engine:
         checkpoint = self.checkpoint
         if checkpoint == "sqrt":
             checkpoint = max(1, math.ceil(math.sqrt(chunk.length)))
-        x, targets, reset, _ = _tensors(chunk)
+        x, targets, reset, _ = chunk
         run = self.unroller.run(
             x,
             targets,
@@ -428,7 +435,10 @@ class Engine:
             checkpoint=checkpoint,
             **plan,
         )
-        self.unroller.check_state(run.state, chunk.batch_size, "the state returned by the model")
+        if start == 0:  # the model's state convention, checked once per stream
+            self.unroller.check_state(
+                run.state, chunk.batch_size, "the state returned by the model"
+            )
         return run
 
     def _losses(self, outputs: Tensor, targets: Tensor) -> Tensor:
@@ -549,17 +559,33 @@ class _Rebind(torch.autograd.Function):
         return grad, None
 
 
-def _tensors(chunk: Chunk) -> list[Tensor]:
-    """The four tensors of a chunk filled by ``Engine._validate``."""
-    assert chunk.reset is not None and chunk.mask is not None
-    return [chunk.inputs, chunk.targets, chunk.reset, chunk.mask]
+def _masked_sum(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The sum of ``losses`` (B, L) where ``mask`` (None: everywhere), and how many steps."""
+    if mask is None:
+        return losses.sum(), losses.new_full((), losses.numel(), dtype=torch.long)
+    return torch.where(mask, losses, 0.0).sum(), mask.sum()  # where: NaN on padding stays out
+
+
+def _injected(chunk: Chunk, first: int) -> Tensor | None:
+    """The steps whose loss is trained: unmasked, from ``first`` on (None: every step)."""
+    if first == 0:
+        return chunk.mask
+    after = torch.arange(chunk.length, device=chunk.inputs.device) >= first  # (L,)
+    return after.expand(chunk.batch_size, -1) if chunk.mask is None else chunk.mask & after
 
 
 def _slice(chunk: Chunk, lo: int, hi: int) -> Chunk:
-    return Chunk(*(t[:, lo:hi] for t in _tensors(chunk)))
+    return Chunk(*(None if t is None else t[:, lo:hi] for t in chunk))
 
 
 def _cat(chunks: list[Chunk]) -> Chunk:
     if len(chunks) == 1:
         return chunks[0]
-    return Chunk(*(torch.cat(parts, dim=1) for parts in zip(*map(_tensors, chunks))))
+    inputs, targets = (torch.cat(parts, dim=1) for parts in list(zip(*chunks))[:2])
+    reset, mask = (
+        None
+        if all(getattr(c, name) is None for c in chunks)
+        else torch.cat([getattr(c.filled(), name) for c in chunks], dim=1)
+        for name in ("reset", "mask")
+    )
+    return Chunk(inputs, targets, reset, mask)

@@ -150,7 +150,7 @@ class Unroller:
         self,
         inputs: Tensor,
         targets: Tensor,
-        reset: Tensor,
+        reset: Tensor | None,
         start: int,
         state: State,
         loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -164,7 +164,7 @@ class Unroller:
     ) -> RunResult:
         """Run over stream steps ``[start, start + L)`` from ``state`` (entering ``start``).
 
-        inputs, targets: (B, L, ...); reset: (B, L) bool; ``loss_fn(y, targets) -> (B, L)``.
+        inputs, targets: (B, L, ...); reset: (B, L) bool (None: no resets); ``loss_fn(y, targets) -> (B, L)``.
         ``breaks``: steps where the state becomes a fresh leaf (see :class:`Break`); ``saves``:
         steps whose incoming state is saved detached; ``scales``: step -> factor on the gradient
         that crosses into that step (ARTBP); ``checkpoint``: keep only each segment's incoming
@@ -190,11 +190,21 @@ class Unroller:
         return y.detach(), loss_fn(y, target), state  # losses (B, l) keep the graph, y does not
 
     def _run(
-        self, inputs: Tensor, targets: Tensor, reset: Tensor, start: int, state: State, plan: _Plan
+        self,
+        inputs: Tensor,
+        targets: Tensor,
+        reset: Tensor | None,
+        start: int,
+        state: State,
+        plan: _Plan,
     ) -> RunResult:
         batch, length = inputs.shape[0], inputs.shape[1]
         stop = start + length
-        reset_at = {start + int(i) for i in torch.nonzero(reset.any(0)).flatten().tolist()}
+        reset_at = (
+            set()
+            if reset is None
+            else {start + int(i) for i in torch.nonzero(reset.any(0)).flatten().tolist()}
+        )
         segment_at = set(range(start, stop, plan.checkpoint)) if plan.checkpoint else set()
         events = (
             plan.breaks | plan.saves | reset_at | set(plan.scales) | segment_at | set(plan.replace)
@@ -216,6 +226,7 @@ class Unroller:
             if lo in plan.scales and state is not None:
                 state = st.tree_map(lambda t, f=plan.scales[lo]: _ScaleGrad.apply(t, f), state)
             if lo in reset_at:
+                assert reset is not None
                 state = self.reset(state, reset[:, lo - start], batch)
             args = (
                 inputs[:, lo - start : hi - start],
