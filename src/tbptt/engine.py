@@ -575,7 +575,9 @@ def _injected(chunk: Chunk, first: int) -> Tensor | None:
 
 
 def _slice(chunk: Chunk, lo: int, hi: int) -> Chunk:
-    return Chunk(*(None if t is None else t[:, lo:hi] for t in chunk))
+    x, y, reset, mask = (None if t is None else t[:, lo:hi] for t in chunk)
+    assert x is not None and y is not None
+    return Chunk(x, y, reset, mask)
 
 
 def _cat(chunks: list[Chunk]) -> Chunk:
