@@ -8,11 +8,16 @@ Measures, in one run and on one device (CPU, or CUDA when present):
 - ``engine k``: ``tbptt.Engine`` with ``TBPTT(k)`` and the same optimizer;
 - for ``(k1, k2) = (25, 100)``: the engine's stored and recompute modes against the ideal
   F(k1) + B(k2) per update (forward of k1 steps plus the backward of a k2-step graph, measured
-  separately, plus the optimizer step).
+  separately, plus the optimizer step);
+- the step path (the same LM with an nn.LSTMCell, one call per step) eager and compiled
+  (``tbptt.compiled``), for TBPTT(25) and ARTBP(c=0.1), against the eager loop and the limit,
+  with the compile time of the first run (TorchInductor's cache: ``TORCHINDUCTOR_CACHE_DIR``);
+- memory: peak memory of TBPTT(100) over 10^4 and 10^6 steps (CUDA: peak allocated; CPU: the
+  growth of the process's peak resident set), which must not grow with the stream.
 
 Prints a table of tokens/s (batch x steps / s) and ratios; ``--json PATH`` writes it too.
 
-    python benchmarks/engine_speed.py               # CPU-sized defaults, about 2 minutes
+    python benchmarks/engine_speed.py               # CPU-sized defaults, about 5 minutes
     python benchmarks/engine_speed.py --hidden 1024 --batch 64 --steps 2000   # GPU sizes
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -30,6 +36,20 @@ import torch.nn.functional as F
 from torch import nn
 
 import tbptt
+
+
+class CellLM(nn.Module):
+    """The LM of :class:`LM` one step at a time (the step path)."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed)
+        self.cell = nn.LSTMCell(embed, hidden)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, x, state):  # x (B,)
+        h, c = self.cell(self.embed(x), state)  # (B, H)
+        return self.head(h), (h, c)  # (B, V)
 
 
 class LM(nn.Module):
@@ -62,6 +82,26 @@ def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def peak_memory(steps: int, device: torch.device, vocab: int) -> float:
+    """MB of memory TBPTT(100) needs over a stream of ``steps`` (fed 1,000 steps at a time)."""
+    torch.manual_seed(0)
+    model = LM(vocab, 16, 64).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    eng = tbptt.Engine(model, tbptt.losses.cross_entropy, tbptt.TBPTT(100))
+    piece = torch.randint(vocab, (4, 1001), device=device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB
+    for _ in range(steps // 1000):
+        for _ in eng.feed(piece[:, :-1], piece[:, 1:]):
+            opt.step()
+    if device.type == "cuda":
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**10
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,6 +113,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--memory-steps",
+        type=lambda v: [int(float(n)) for n in v.split(",")],
+        default=[10**4, 10**6],
+        help="stream lengths for the memory check (default 1e4,1e6)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -107,13 +153,19 @@ def main() -> None:
 
         return run
 
-    def engine(rule: tbptt.TruncationRule, mode: str = "stored") -> Callable[[], None]:
+    def engine(
+        rule: tbptt.TruncationRule, mode: str = "stored", net: nn.Module = model, **options: object
+    ) -> Callable[[], None]:
+        optimizer = opt if net is model else torch.optim.Adam(net.parameters(), lr=1e-4)
+        if isinstance(rule, tbptt.ARTBP):
+            options["reduction"] = "sum"
+
         def run() -> None:
-            eng = tbptt.Engine(model, tbptt.losses.cross_entropy, rule, mode=mode)  # type: ignore[arg-type]
+            eng = tbptt.Engine(net, tbptt.losses.cross_entropy, rule, mode=mode, **options)  # type: ignore[arg-type]
             for _ in eng.feed(x, y):
-                opt.step()
+                optimizer.step()
             for _ in eng.flush():
-                opt.step()
+                optimizer.step()
 
         return run
 
@@ -166,6 +218,31 @@ def main() -> None:
     )
     add("engine TBPTT(25, 100) recompute", t_recomp, vs_ideal=t_ideal / t_recomp)
 
+    torch.manual_seed(0)
+    cell_lm = CellLM(args.vocab, args.embed, args.hidden).to(device)
+    compile_s: dict[str, float] = {}
+    for name, rule in (("TBPTT(25)", tbptt.TBPTT(25)), ("ARTBP(c=0.1)", tbptt.ARTBP(0.1, seed=0))):
+        t_eager = timed(engine(rule, net=cell_lm, path="step", compile=False), device, args.repeats)
+        compiled = engine(rule, net=cell_lm, path="step", compile=True)
+        variants = tbptt.compiled._shared_for(cell_lm).compiled  # block shapes compiled so far
+        began, runs, known = time.perf_counter(), 0, -1
+        while known != len(variants) and runs < 10:  # until a run meets no new block shape
+            known, runs = len(variants), runs + 1
+            compiled()
+            sync(device)
+        warm_up = time.perf_counter() - began
+        t_comp = timed(compiled, device, args.repeats)
+        compile_s[name] = warm_up - runs * t_comp
+        add(f"step path eager {name}", t_eager, vs_limit=t_limit / t_eager)
+        add(
+            f"step path compiled {name}",
+            t_comp,
+            vs_limit=t_limit / t_comp,
+            vs_eager=t_eager / t_comp,
+        )
+
+    memory = {n: peak_memory(n, device, args.vocab) for n in args.memory_steps}
+
     where = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
@@ -183,10 +260,28 @@ def main() -> None:
             f"{k}={v:.2f}" for k, v in row.items() if k not in ("name", "tokens_per_s")
         )
         print(f"{row['name']:40} {row['tokens_per_s']:>10.0f}  {ratios}")
+    print(
+        "compile time of the first compiled run: "
+        + ", ".join(f"{name} {sec:.1f} s" for name, sec in compile_s.items())
+    )
+    what = "peak allocated" if device.type == "cuda" else "growth of the peak resident set"
+    print(
+        f"memory of TBPTT(100), {what}: "
+        + ", ".join(f"{n:.0e} steps {mb:.1f} MB" for n, mb in memory.items())
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"device": device.type, "where": where, "args": vars(args), "rows": rows},
+                {
+                    "device": device.type,
+                    "where": where,
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "args": vars(args),
+                    "rows": rows,
+                    "compile_seconds": compile_s,
+                    "memory_mb": {str(n): mb for n, mb in memory.items()},
+                },
                 f,
                 indent=2,
             )

@@ -196,10 +196,11 @@ class ARTBP(_RandomRule):
       ``c_j``-coin at every step of the forward pass because ``c_j`` depends only on the steps
       since the last truncation, never on the state; a state-dependent schedule would have to
       draw during the forward pass.
-    - *the step path*: the factors sit on the step boundaries inside a chunk, and a fused module
-      call (one nn.LSTM call over the chunk) cannot reweight inside itself, so the engine splits
-      the chunk at every boundary that carries a factor: one module call per step, whatever
-      ``path`` says. Boundaries with ``c_j = 0`` carry no factor and stay fused.
+    - *the step path*: the factors sit on the step boundaries inside a chunk. A fused module
+      call (one nn.LSTM call over the chunk) cannot reweight inside itself, so on the chunk path
+      the engine splits the chunk at every boundary that carries a factor: one module call per
+      step (boundaries with ``c_j = 0`` carry no factor and stay fused). The step path applies
+      them inside its loop, eagerly or compiled (:mod:`tbptt.compiled`), so prefer a cell.
     - *reduction*: the estimate is unbiased for the **sum** of the losses. Build the engine with
       ``Engine(model, loss_fn, ARTBP(...), reduction="sum")``; it refuses ``"mean"`` (a mean over
       each random-length chunk would weight the steps of short chunks more).

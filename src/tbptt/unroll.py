@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from tbptt import state as st
+from tbptt.compiled import Compile, CompiledSteps, scale_grad
 from tbptt.state import State
 
 Path = Literal["auto", "chunk", "step"]
@@ -83,6 +84,7 @@ class Unroller:
         path: Path = "auto",
         init_state: State | Callable[[int], State] = None,
         state_batch_dim: int | None = None,
+        compile: Compile = "auto",
     ) -> None:
         check_model(model)
         if path not in ("auto", "chunk", "step"):
@@ -91,6 +93,14 @@ class Unroller:
         self.path = (
             ("step" if isinstance(model, nn.RNNCellBase) else "chunk") if path == "auto" else path
         )
+        if compile is True and self.path == "chunk":
+            raise ValueError(
+                "compile=True compiles the step path (cells and step functions), but this model "
+                "runs on the chunk path, which already makes one fused call per run. Pass "
+                "path='step' to run it step by step, or leave compile at 'auto'."
+            )
+        # the step path's loop, compiled when due (tbptt.compiled); None on the chunk path
+        self.steps = CompiledSteps(model, compile) if self.path == "step" else None
         self.init_state = init_state
         self.state_batch_dim = state_batch_dim
         self._holder = _Holder(model) if isinstance(model, nn.Module) else None
@@ -132,19 +142,13 @@ class Unroller:
         return st.reset_rows(state, rows, self.initial(batch_size), self.batch_dims(state))
 
     # -- running --------------------------------------------------------------------------------
-    def _call(self, x: Tensor, state: State) -> tuple[Tensor, State]:
-        """One model call over ``x`` (B, L, ...), L >= 1."""
-        if self.path == "chunk":
+    def _call(
+        self, x: Tensor, state: State, factors: Tensor | None, compiled: bool
+    ) -> tuple[Tensor, State]:
+        """One model call over ``x`` (B, L, ...), L >= 1 (``compiled``: the step loop may be)."""
+        if self.steps is None:  # the chunk path: segments are split at every factor
             return self.model(x, state)
-        ys = []
-        for t in range(x.shape[1]):
-            out = self.model(x[:, t], state)
-            if isinstance(self.model, nn.RNNCellBase):  # cells return the state; y is h
-                y, state = (out[0] if isinstance(out, tuple) else out), out
-            else:
-                y, state = out
-            ys.append(y)
-        return torch.stack(ys, dim=1), state  # (B, L, ...)
+        return self.steps(x, state, factors, allow=compiled)
 
     def run(
         self,
@@ -184,9 +188,15 @@ class Unroller:
         return self._run(inputs, targets, reset, start, state, plan)
 
     def _segment(
-        self, x: Tensor, target: Tensor, state: State, loss_fn: Callable[[Tensor, Tensor], Tensor]
+        self,
+        x: Tensor,
+        target: Tensor,
+        state: State,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        factors: Tensor | None,
+        compiled: bool = True,
     ) -> tuple[Tensor, Tensor, State]:
-        y, state = self._call(x, state)  # (B, l, ...)
+        y, state = self._call(x, state, factors, compiled)  # (B, l, ...)
         return y.detach(), loss_fn(y, target), state  # losses (B, l) keep the graph, y does not
 
     def _run(
@@ -206,9 +216,9 @@ class Unroller:
             else {start + int(i) for i in torch.nonzero(reset.any(0)).flatten().tolist()}
         )
         segment_at = set(range(start, stop, plan.checkpoint)) if plan.checkpoint else set()
-        events = (
-            plan.breaks | plan.saves | reset_at | set(plan.scales) | segment_at | set(plan.replace)
-        )
+        # the step path applies factors inside a segment; a module call over a run cannot
+        scale_at = set(plan.scales) if self.steps is None else set()
+        events = plan.breaks | plan.saves | reset_at | scale_at | segment_at | set(plan.replace)
         bounds = sorted({start, stop} | {p for p in events if start <= p < stop})
         result = RunResult(outputs=inputs.new_empty(0), losses=inputs.new_empty(0), state=None)
         ys, losses = [], []
@@ -224,20 +234,27 @@ class Unroller:
                 result.breaks.append(Break(lo, leaf, state))
                 state = leaf
             if lo in plan.scales and state is not None:
-                state = st.tree_map(lambda t, f=plan.scales[lo]: _ScaleGrad.apply(t, f), state)
+                state = st.tree_map(lambda t, f=plan.scales[lo]: scale_grad(t, f), state)
             if lo in reset_at:
                 assert reset is not None
                 state = self.reset(state, reset[:, lo - start], batch)
+            inner = [plan.scales.get(p, 1.0) for p in range(lo, hi)] if self.steps else []
+            factors = (
+                inputs.new_tensor([1.0, *inner[1:]], dtype=torch.get_default_dtype())
+                if any(f != 1.0 for f in inner[1:])
+                else None
+            )  # (l,) the factors inside the segment; the one at lo is applied above
             args = (
                 inputs[:, lo - start : hi - start],
                 targets[:, lo - start : hi - start],
                 state,
                 plan.loss_fn,
+                factors,
             )
             if plan.checkpoint and torch.is_grad_enabled():
                 y, loss, state = torch.utils.checkpoint.checkpoint(
-                    self._segment, *args, use_reentrant=False
-                )
+                    self._segment, *args, False, use_reentrant=False
+                )  # eager inside: checkpointing re-runs the segment in the backward
             else:
                 y, loss, state = self._segment(*args)
             ys.append(y)
@@ -258,19 +275,6 @@ class _Plan:
     checkpoint: int | None
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     replace: dict[int, State]
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by ``factor`` on the way back."""
-
-    @staticmethod
-    def forward(ctx: Any, t: Tensor, factor: float) -> Tensor:
-        ctx.factor = factor
-        return t.view_as(t)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        return grad * ctx.factor, None
 
 
 class _Holder(nn.Module):

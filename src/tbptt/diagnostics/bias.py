@@ -270,14 +270,14 @@ def gradient_reach(
     if not isinstance(inputs, Tensor) or inputs.dim() < 2 or inputs.shape[1] < 1:
         got = tuple(inputs.shape) if isinstance(inputs, Tensor) else type(inputs).__name__
         raise ValueError(f"inputs must be a (B, T, ...) tensor with T >= 1, got {got}.")
-    unroller = Unroller(model, path, init_state)
+    unroller = Unroller(model, path, init_state, compile=False)
     batch, length = inputs.shape[:2]
     state = unroller.initial(batch)
     states: list[list[Tensor]] = []  # the leaves of s_t that are in the graph, t = 0 .. T-1
     with torch.enable_grad():
         for t in range(length):
             # one step through the engine's model call (chunk path: x (B, 1, ...))
-            y, state = unroller._call(inputs[:, t : t + 1], state)  # y (B, 1, ...)
+            y, state = unroller._call(inputs[:, t : t + 1], state, None, False)  # (B, 1, ...)
             states.append([leaf for leaf in st.leaves(state) if leaf.requires_grad])
         loss = loss_fn(y, targets[:, length - 1 : length]).sum()
     flat = [leaf for leaves in states for leaf in leaves]
