@@ -12,8 +12,8 @@ Measures, in one run and on one device (CPU, or CUDA when present):
 - the step path (the same LM with an nn.LSTMCell, one call per step) eager and compiled
   (``tbptt.compiled``), for TBPTT(25) and ARTBP(c=0.1), against the eager loop and the limit,
   with the compile time of the first run (TorchInductor's cache: ``TORCHINDUCTOR_CACHE_DIR``);
-- memory: peak memory of TBPTT(100) over 10^4 and 10^6 steps (CUDA: peak allocated; CPU: the
-  growth of the process's peak resident set), which must not grow with the stream.
+- memory: peak memory of TBPTT(100) over 10^4 and 10^6 steps, each in a fresh process (CUDA:
+  peak allocated; CPU: peak resident set), which must not grow with the stream.
 
 Prints a table of tokens/s (batch x steps / s) and ratios; ``--json PATH`` writes it too.
 
@@ -28,6 +28,8 @@ import json
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
@@ -83,6 +85,23 @@ def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
 
 
 def peak_memory(steps: int, device: torch.device, vocab: int) -> float:
+    """Peak MB of a fresh process running TBPTT(100) over ``steps`` steps (CUDA: allocated)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            f"--device={device}",
+            f"--vocab={vocab}",
+            f"--memory-probe={steps}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(out.stdout.split()[-1])
+
+
+def memory_probe(steps: int, device: torch.device, vocab: int) -> float:
     """MB of memory TBPTT(100) needs over a stream of ``steps`` (fed 1,000 steps at a time)."""
     torch.manual_seed(0)
     model = LM(vocab, 16, 64).to(device)
@@ -92,14 +111,12 @@ def peak_memory(steps: int, device: torch.device, vocab: int) -> float:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB
     for _ in range(steps // 1000):
         for _ in eng.feed(piece[:, :-1], piece[:, 1:]):
             opt.step()
     if device.type == "cuda":
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**10
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10  # kB -> MB, the process
 
 
 def main() -> None:
@@ -120,8 +137,12 @@ def main() -> None:
         help="stream lengths for the memory check (default 1e4,1e6)",
     )
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.memory_probe:  # the child process of peak_memory
+        print(memory_probe(args.memory_probe, device, args.vocab))
+        return
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -264,7 +285,7 @@ def main() -> None:
         "compile time of the first compiled run: "
         + ", ".join(f"{name} {sec:.1f} s" for name, sec in compile_s.items())
     )
-    what = "peak allocated" if device.type == "cuda" else "growth of the peak resident set"
+    what = "peak allocated" if device.type == "cuda" else "peak resident set of a fresh process"
     print(
         f"memory of TBPTT(100), {what}: "
         + ", ".join(f"{n:.0e} steps {mb:.1f} MB" for n, mb in memory.items())
