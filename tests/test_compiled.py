@@ -33,9 +33,9 @@ def test_compiled_matches_reference(kind, k1, k2, mode):
 
 
 def test_auto_compiles_a_shape_once_it_is_hot(monkeypatch):
-    """compile='auto' runs a segment shape eagerly AUTO_AFTER times, then compiled, and the
-    updates equal an eager engine's; BPTT on the same engine reaches the reference too."""
-    monkeypatch.setattr(compiled, "AUTO_AFTER", 3)
+    """compile='auto' runs a block shape eagerly until that has taken AUTO_AFTER_SECONDS, then
+    compiled, and the updates equal an eager engine's; BPTT on the same model too."""
+    monkeypatch.setattr(compiled, "AUTO_AFTER_SECONDS", 1e-9)  # compile on a shape's 2nd run
     model, path, step, init = make("custom")
     params = list(model.parameters())
     x, y, reset, mask = stream(24, seed=1)
@@ -48,8 +48,8 @@ def test_auto_compiles_a_shape_once_it_is_hot(monkeypatch):
     assert_same(got, eager)
     stats = engine.unroller.steps.stats
     # 6 updates of 4 steps. The first: its first step from state None, then blocks of 2 and 1
-    # steps, eagerly. Then 4-step blocks: 3 eagerly, then 2 compiled.
-    assert (stats["eager_runs"], stats["compiled_runs"]) == (6, 2), stats
+    # steps, eagerly. Then 4-step blocks: 1 eagerly, then 4 compiled.
+    assert (stats["eager_runs"], stats["compiled_runs"]) == (4, 4), stats
     assert [v["shape"] for v in stats["compiled_variants"]] == [(3, 4, 2)]
 
     want = reference_grads(step, params, init, x, y, reset, mask, step_loss, 1e9, 1e9)

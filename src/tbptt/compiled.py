@@ -13,8 +13,8 @@ Compiling costs seconds per variant (TorchInductor caches the generated code on 
 ``TORCHINDUCTOR_CACHE_DIR``, so a second process with the same shapes starts much faster), so:
 
 - ``compile=True`` compiles every variant on first use;
-- ``compile="auto"`` (the default) compiles a variant once it has run :data:`AUTO_AFTER` times, so
-  long runs get the fast path and short ones never pay for it;
+- ``compile="auto"`` (the default) compiles a variant once its eager runs have taken
+  :data:`AUTO_AFTER_SECONDS`, so long runs get the fast path and short ones never pay for it;
 - ``compile=False`` never compiles.
 
 Variants that stay eager, and why, are in :attr:`CompiledSteps.stats`. If compiling fails (no C++
@@ -38,7 +38,7 @@ import time
 import types
 import warnings
 import weakref
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,8 +52,10 @@ from tbptt.state import State
 
 Compile = bool | Literal["auto"]
 
-#: With ``compile="auto"``, a variant is compiled on its run number ``AUTO_AFTER + 1``.
-AUTO_AFTER = 32
+#: With ``compile="auto"``, a variant is compiled once its eager runs have taken this many
+#: seconds: about what compiling it costs on a CPU, so a run never spends more than twice the
+#: better of the two choices on it (the ski-rental rule), and short runs never compile.
+AUTO_AFTER_SECONDS = 20.0
 #: The longest block of steps compiled as one graph (a power of two).
 BLOCK = 32
 #: Segment lengths per model that recur and so run as one graph, not as 2^j blocks.
@@ -132,7 +134,7 @@ class CompiledSteps:
             raise ValueError(f"compile must be True, False or 'auto', got {compile!r}.")
         self.model = model
         self.compile = compile
-        self.runs: Counter[tuple[Any, ...]] = Counter()  # eager runs per variant
+        self.eager_seconds: defaultdict[tuple[Any, ...], float] = defaultdict(float)  # per variant
         self.lengths: Counter[int] = Counter()  # segments per length
         self.disabled: str | None = None  # why nothing more will be compiled
         self.eager_runs = 0
@@ -197,9 +199,11 @@ class CompiledSteps:
             out = self._compiled_call(key, x, state, factors)
             if out is not None:
                 return out
-        self.runs[key] += 1
         self.eager_runs += 1
-        return step_loop(self.model, x, state, factors)
+        began = time.perf_counter()
+        out = step_loop(self.model, x, state, factors)
+        self.eager_seconds[key] += time.perf_counter() - began
+        return out
 
     def _whole(self, length: int) -> bool:
         """Run a segment of ``length`` steps as one block? Yes for lengths that recur (TBPTT's
@@ -208,8 +212,7 @@ class CompiledSteps:
         if length in exact:
             return True
         self.lengths[length] += 1
-        recurs = self.lengths[length] >= (2 if self.compile is True else AUTO_AFTER)
-        if recurs and len(exact) < EXACT_LENGTHS and length <= 2 * BLOCK:
+        if self.lengths[length] >= 2 and len(exact) < EXACT_LENGTHS and length <= 2 * BLOCK:
             exact.add(length)
             return True
         return False
@@ -217,7 +220,7 @@ class CompiledSteps:
     def _due(self, key: tuple[Any, ...]) -> bool:
         if self.compile is False or self.disabled is not None:
             return False
-        if self.compile == "auto" and self.runs[key] < AUTO_AFTER:
+        if self.compile == "auto" and self.eager_seconds[key] < AUTO_AFTER_SECONDS:
             return False
         if len(self.compiled) >= MAX_VARIANTS:
             self.disabled = (

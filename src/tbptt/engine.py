@@ -96,8 +96,8 @@ class Engine:
             ``.grad`` holds exactly that update's gradient (False: accumulate).
         check_inputs: reject NaN/inf inputs (one host sync per feed).
         compile: the step path's loop through ``torch.compile`` (:mod:`tbptt.compiled`):
-            ``"auto"`` compiles a segment shape once it has run ``AUTO_AFTER`` times, ``True``
-            at once, ``False`` never. Gradients equal the eager ones up to float rounding.
+            ``"auto"`` compiles a block shape once its eager runs took ``AUTO_AFTER_SECONDS``,
+            ``True`` at once, ``False`` never. Gradients equal the eager ones up to rounding.
 
     Feed the stream in pieces of any length: ``feed`` returns an iterator that runs each
     complete chunk and yields its :class:`Update` after the backward; step your optimizer in the
