@@ -172,8 +172,6 @@ class CompiledSteps:
         if not allow or self.compile is False:
             self.eager_runs += 1
             return step_loop(self.model, x, state, factors)
-        if factors is None:  # ones: one compiled graph serves rules with and without factors
-            factors = torch.ones(x.shape[1], dtype=torch.get_default_dtype(), device=x.device)
         ys, lo = [], 0
         if state is None:  # a stream's first step runs eagerly: its state exists after it
             y, state = step_loop(self.model, x[:, :1], None)
@@ -181,12 +179,13 @@ class CompiledSteps:
             self.eager_runs += 1
         length = x.shape[1] - lo
         for size in [length] if length and self._whole(length) else _blocks(length):
-            y, state = self._block(x[:, lo : lo + size], state, factors[lo : lo + size])
+            f = None if factors is None else factors[lo : lo + size]
+            y, state = self._block(x[:, lo : lo + size], state, f)
             ys.append(y)
             lo += size
         return (torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]), state
 
-    def _block(self, x: Tensor, state: State, factors: Tensor) -> tuple[Tensor, State]:
+    def _block(self, x: Tensor, state: State, factors: Tensor | None) -> tuple[Tensor, State]:
         x, state = x.contiguous(), st.tree_map(Tensor.contiguous, state)  # no stride guards
         key = (  # what Dynamo guards on, so one key is one compiled graph
             tuple(x.shape),
@@ -196,6 +195,8 @@ class CompiledSteps:
             tuple((t.shape, t.dtype, t.requires_grad) for t in st.leaves(state)),
         )
         if key in self.compiled or self._due(key):
+            if factors is None:  # ones: one graph serves rules with and without factors
+                factors = torch.ones(x.shape[1], dtype=torch.get_default_dtype(), device=x.device)
             out = self._compiled_call(key, x, state, factors)
             if out is not None:
                 return out
