@@ -186,7 +186,6 @@ class CompiledSteps:
         return (torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]), state
 
     def _block(self, x: Tensor, state: State, factors: Tensor | None) -> tuple[Tensor, State]:
-        x, state = x.contiguous(), st.tree_map(Tensor.contiguous, state)  # no stride guards
         key = (  # what Dynamo guards on, so one key is one compiled graph
             tuple(x.shape),
             x.dtype,
@@ -197,7 +196,8 @@ class CompiledSteps:
         if key in self.compiled or self._due(key):
             if factors is None:  # ones: one graph serves rules with and without factors
                 factors = torch.ones(x.shape[1], dtype=torch.get_default_dtype(), device=x.device)
-            out = self._compiled_call(key, x, state, factors)
+            contiguous = x.contiguous(), st.tree_map(Tensor.contiguous, state)  # no stride guards
+            out = self._compiled_call(key, *contiguous, factors)
             if out is not None:
                 return out
         self.eager_runs += 1

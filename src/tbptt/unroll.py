@@ -168,7 +168,8 @@ class Unroller:
     ) -> RunResult:
         """Run over stream steps ``[start, start + L)`` from ``state`` (entering ``start``).
 
-        inputs, targets: (B, L, ...); reset: (B, L) bool (None: no resets); ``loss_fn(y, targets) -> (B, L)``.
+        inputs, targets: (B, L, ...); reset: (B, L) bool (None: no resets);
+        ``loss_fn(y, targets) -> (B, L)``.
         ``breaks``: steps where the state becomes a fresh leaf (see :class:`Break`); ``saves``:
         steps whose incoming state is saved detached; ``scales``: step -> factor on the gradient
         that crosses into that step (ARTBP); ``checkpoint``: keep only each segment's incoming
