@@ -399,7 +399,7 @@ class Engine:
             report_sum, report_count = total.detach(), count
         else:
             report_sum, report_count = _masked_sum(losses.detach(), chunk.mask)
-        finite = bool(torch.isfinite(loss))
+        finite = math.isfinite(loss.item())  # one host sync, no kernel
         if finite and loss.requires_grad:
             loss.backward(retain_graph=stored)
             if stored:
@@ -557,7 +557,7 @@ class _Rebind(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, param: Tensor, values: Tensor) -> Tensor:
-        return values.clone()
+        return values.view_as(values)  # no copy: ``values`` is the chunk's own clone already
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:

@@ -221,18 +221,19 @@ class Unroller:
         scale_at = set(plan.scales) if self.steps is None else set()
         events = plan.breaks | plan.saves | reset_at | scale_at | segment_at | set(plan.replace)
         bounds = sorted({start, stop} | {p for p in events if start <= p < stop})
-        result = RunResult(outputs=inputs.new_empty(0), losses=inputs.new_empty(0), state=None)
         ys, losses = [], []
+        breaks: list[Break] = []
+        saved: dict[int, State] = {}
         for lo, hi in zip(bounds[:-1], bounds[1:]):
             if lo in plan.replace:
                 state = plan.replace[lo]
             if lo in plan.saves:
-                result.saved[lo] = st.detach(state)
+                saved[lo] = st.detach(state)
             if lo in plan.breaks and state is not None:
                 leaf = st.tree_map(
                     lambda t: t.detach().requires_grad_(t.is_floating_point()), state
                 )
-                result.breaks.append(Break(lo, leaf, state))
+                breaks.append(Break(lo, leaf, state))
                 state = leaf
             if lo in plan.scales and state is not None:
                 state = st.tree_map(lambda t, f=plan.scales[lo]: scale_grad(t, f), state)
@@ -261,11 +262,14 @@ class Unroller:
             ys.append(y)
             losses.append(loss)
         if stop in plan.saves:
-            result.saved[stop] = st.detach(state)
-        result.outputs = torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]
-        result.losses = torch.cat(losses, dim=1) if len(losses) > 1 else losses[0]
-        result.state = state
-        return result
+            saved[stop] = st.detach(state)
+        return RunResult(
+            outputs=torch.cat(ys, dim=1) if len(ys) > 1 else ys[0],
+            losses=torch.cat(losses, dim=1) if len(losses) > 1 else losses[0],
+            state=state,
+            breaks=breaks,
+            saved=saved,
+        )
 
 
 @dataclass
