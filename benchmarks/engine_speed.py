@@ -5,17 +5,22 @@ Measures, in one run and on one device (CPU, or CUDA when present):
 - ``limit``: one forward+backward of the LSTM over the whole sequence (one cuDNN call on GPU),
   no truncation, no optimizer: the hardware limit for this model;
 - ``hand k``: the word_language_model loop (chunk, detach, forward, backward, Adam step);
-- ``engine k``: ``tbptt.Engine`` with ``TBPTT(k)`` and the same optimizer;
+- ``engine k``: ``tbptt.Engine`` with ``TBPTT(k)`` and the same optimizer, k = 5, 25, 100;
 - for ``(k1, k2) = (25, 100)``: the engine's stored and recompute modes against the ideal
   F(k1) + B(k2) per update (forward of k1 steps plus the backward of a k2-step graph, measured
   separately, plus the optimizer step);
 - the step path (the same LM with an nn.LSTMCell, one call per step) eager and compiled
-  (``tbptt.compiled``), for TBPTT(25) and ARTBP(c=0.1), against the eager loop and the limit,
+  (``tbptt.compiled``), for TBPTT(25) and ARTBP(c=0.1), against a hand-written LSTMCell loop,
+  the engine's eager loop and the limit,
   with the compile time of the first run (TorchInductor's cache: ``TORCHINDUCTOR_CACHE_DIR``);
 - memory: peak memory of TBPTT(100) over 10^4 and 10^6 steps, each in a fresh process (CUDA:
   peak allocated; CPU: peak resident set), which must not grow with the stream.
 
 Prints a table of tokens/s (batch x steps / s) and ratios; ``--json PATH`` writes it too.
+On a CPU, glibc's malloc hands freed memory back to the system and page-faults it in again on
+the next update, which moves small-chunk timings by up to 20%; for steady figures set
+``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` (docs/performance.md), as the README's
+table does.
 
     python benchmarks/engine_speed.py               # CPU-sized defaults, about 5 minutes
     python benchmarks/engine_speed.py --hidden 1024 --batch 64 --steps 2000   # GPU sizes
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -71,17 +77,23 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn: Callable[[], None], device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs after one warm-up."""
-    fn()
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def timed(device: torch.device, repeats: int, *fns: Callable[[], None]) -> list[float]:
+    """Median seconds of each of ``fns`` over ``repeats`` rounds, after one warm-up run each.
+
+    The functions take turns within each round, so a change in the machine's speed during the
+    measurement (a shared CPU, a GPU's clocks) hits all of them alike and leaves their ratios.
+    """
+    for fn in fns:
         fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync(device)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, seconds in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            seconds.append(time.perf_counter() - start)
+    return [statistics.median(seconds) for seconds in times]
 
 
 def peak_memory(steps: int, device: torch.device, vocab: int) -> float:
@@ -161,16 +173,25 @@ def main() -> None:
         loss_of(logits, y).backward()
         model.zero_grad(set_to_none=True)
 
-    def hand(k: int) -> Callable[[], None]:
+    def hand(k: int, net: nn.Module = model) -> Callable[[], None]:
+        optimizer = opt if net is model else torch.optim.Adam(net.parameters(), lr=1e-4)
+
         def run() -> None:
             hidden = None
             for a in range(0, args.steps, k):
                 hidden = None if hidden is None else tuple(h.detach() for h in hidden)
-                logits, hidden = model(x[:, a : a + k], hidden)
+                if isinstance(net, CellLM):  # one call per step
+                    outs = []
+                    for t in range(a, min(a + k, args.steps)):
+                        out, hidden = net(x[:, t], hidden)
+                        outs.append(out)
+                    logits = torch.stack(outs, 1)  # (B, k, V)
+                else:
+                    logits, hidden = net(x[:, a : a + k], hidden)
                 loss = loss_of(logits, y[:, a : a + k])
-                opt.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                opt.step()
+                optimizer.step()
 
         return run
 
@@ -208,10 +229,9 @@ def main() -> None:
         def step() -> None:
             opt.step()
 
-        f_k1 = timed(forward(k1), device, 5 * args.repeats)
-        f_k2 = timed(forward(k2), device, 5 * args.repeats)
-        fb_k2 = timed(forward_backward, device, 5 * args.repeats)
-        opt_step = timed(step, device, 5 * args.repeats)
+        f_k1, f_k2, fb_k2, opt_step = timed(
+            device, 5 * args.repeats, forward(k1), forward(k2), forward_backward, step
+        )
         model.zero_grad(set_to_none=True)
         return f_k1 + (fb_k2 - f_k2) + opt_step
 
@@ -220,16 +240,19 @@ def main() -> None:
     def add(name: str, seconds: float, **ratios: float) -> None:
         rows.append({"name": name, "tokens_per_s": tokens / seconds, **ratios})
 
-    t_limit = timed(limit, device, args.repeats)
+    (t_limit,) = timed(device, args.repeats, limit)
     add("limit: one call over the whole sequence", t_limit)
-    for k in (25, 100):
-        t_hand = timed(hand(k), device, args.repeats)
-        t_eng = timed(engine(tbptt.TBPTT(k)), device, args.repeats)
+    for k in (5, 25, 100):
+        t_hand, t_eng = timed(device, args.repeats, hand(k), engine(tbptt.TBPTT(k)))
         add(f"hand-written loop k={k}", t_hand, vs_limit=t_limit / t_hand)
         add(f"engine TBPTT({k})", t_eng, vs_limit=t_limit / t_eng, vs_hand=t_hand / t_eng)
     t_ideal = ideal(25, 100) * args.steps / 25
-    t_stored = timed(engine(tbptt.TBPTT(25, 100), "stored"), device, args.repeats)
-    t_recomp = timed(engine(tbptt.TBPTT(25, 100), "recompute"), device, args.repeats)
+    t_stored, t_recomp = timed(
+        device,
+        args.repeats,
+        engine(tbptt.TBPTT(25, 100), "stored"),
+        engine(tbptt.TBPTT(25, 100), "recompute"),
+    )
     add("ideal F(25)+B(100)", t_ideal, vs_limit=t_limit / t_ideal)
     add(
         "engine TBPTT(25, 100) stored",
@@ -242,8 +265,9 @@ def main() -> None:
     torch.manual_seed(0)
     cell_lm = CellLM(args.vocab, args.embed, args.hidden).to(device)
     compile_s: dict[str, float] = {}
+    hand_cell = hand(25, cell_lm)
     for name, rule in (("TBPTT(25)", tbptt.TBPTT(25)), ("ARTBP(c=0.1)", tbptt.ARTBP(0.1, seed=0))):
-        t_eager = timed(engine(rule, net=cell_lm, path="step", compile=False), device, args.repeats)
+        eager = engine(rule, net=cell_lm, path="step", compile=False)
         compiled = engine(rule, net=cell_lm, path="step", compile=True)
         variants = tbptt.compiled._shared_for(cell_lm).compiled  # block shapes compiled so far
         began, runs, known = time.perf_counter(), 0, -1
@@ -252,13 +276,24 @@ def main() -> None:
             compiled()
             sync(device)
         warm_up = time.perf_counter() - began
-        t_comp = timed(compiled, device, args.repeats)
+        same_work = isinstance(rule, tbptt.TBPTT)  # the hand loop is TBPTT(25)
+        if same_work:
+            t_cell, t_eager, t_comp = timed(device, args.repeats, hand_cell, eager, compiled)
+            add("hand-written LSTMCell loop k=25", t_cell, vs_limit=t_limit / t_cell)
+        else:
+            t_eager, t_comp = timed(device, args.repeats, eager, compiled)
         compile_s[name] = warm_up - runs * t_comp
-        add(f"step path eager {name}", t_eager, vs_limit=t_limit / t_eager)
+        add(
+            f"step path eager {name}",
+            t_eager,
+            vs_limit=t_limit / t_eager,
+            **({"vs_hand": t_cell / t_eager} if same_work else {}),
+        )
         add(
             f"step path compiled {name}",
             t_comp,
             vs_limit=t_limit / t_comp,
+            **({"vs_hand": t_cell / t_comp} if same_work else {}),
             vs_eager=t_eager / t_comp,
         )
 
@@ -272,6 +307,13 @@ def main() -> None:
     print(
         f"device: {device.type} ({where}), torch {torch.__version__}, threads {torch.get_num_threads()}"
     )
+    allocator = {k: os.environ.get(k) for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    if device.type == "cpu":
+        print(
+            "malloc: " + ", ".join(f"{k}={v}" for k, v in allocator.items() if v)
+            if any(allocator.values())
+            else "malloc: glibc defaults (small-chunk timings can move by 20%; see the docstring)"
+        )
     print(
         f"LSTM LM: batch {args.batch}, embed {args.embed}, hidden {args.hidden}, vocab {args.vocab}, {args.steps} steps"
     )
@@ -298,6 +340,7 @@ def main() -> None:
                     "where": where,
                     "torch": torch.__version__,
                     "threads": torch.get_num_threads(),
+                    "malloc": allocator,
                     "args": vars(args),
                     "rows": rows,
                     "compile_seconds": compile_s,

@@ -465,7 +465,7 @@ class Engine:
             with torch.no_grad():
                 runs.append(self._run(_slice(chunk, 0, k), a, state))
             state = runs[0].state
-        runs.append(self._run(_slice(chunk, k, chunk.length), cut, state))
+        runs.append(self._run(_slice(chunk, k, chunk.length) if k else chunk, cut, state))
         self.state = st.detach(runs[-1].state)
         if len(runs) == 1:
             return runs[0].outputs, runs[0].losses, k
