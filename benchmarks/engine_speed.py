@@ -96,6 +96,18 @@ def timed(device: torch.device, repeats: int, *fns: Callable[[], None]) -> list[
     return [statistics.median(seconds) for seconds in times]
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
 def peak_memory(steps: int, device: torch.device, vocab: int) -> float:
     """Peak MB of a fresh process running TBPTT(100) over ``steps`` steps (CUDA: allocated)."""
     out = subprocess.run(
@@ -299,11 +311,7 @@ def main() -> None:
 
     memory = {n: peak_memory(n, device, args.vocab) for n in args.memory_steps}
 
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu"
-    )
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     print(
         f"device: {device.type} ({where}), torch {torch.__version__}, threads {torch.get_num_threads()}"
     )

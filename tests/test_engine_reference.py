@@ -133,3 +133,21 @@ def test_bptt_matches_reference(kind):
             Engine(model, tbptt.losses.mse, BPTT(), path=path), params, [(x, y, reset, mask)]
         )
         assert_same(got, want)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cudnn_chunk_path_matches_reference(kind):
+    """On a GPU the chunk path is cuDNN (stored mode: each chunk on its own weight copies)."""
+    model, path, step, init = make(kind)
+    params = list(model.parameters())
+    gpu_model = make(kind)[0].cuda()  # same seed: the same weights
+    gpu_params = list(gpu_model.parameters())
+    x, y, reset, mask = stream(17, seed=17)
+    for k1, k2 in [(3, 3), (2, 5), (5, 2)]:
+        want = reference_grads(step, params, init, x, y, reset, mask, step_loss, k1, k2)
+        for mode in ("stored", "recompute"):
+            engine = Engine(gpu_model, tbptt.losses.mse, TBPTT(k1, k2), mode=mode, path=path)
+            piece = [t.cuda() for t in (x, y, reset, mask)]
+            got = engine_grads(engine, gpu_params, [piece])
+            assert_same([[g.cpu() for g in u] for u in got], want, tol=1e-9)
