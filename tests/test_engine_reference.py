@@ -144,10 +144,10 @@ def test_cudnn_chunk_path_matches_reference(kind):
     gpu_model = make(kind)[0].cuda()  # same seed: the same weights
     gpu_params = list(gpu_model.parameters())
     x, y, reset, mask = stream(17, seed=17)
+    piece = [t.cuda() for t in (x, y, reset, mask)]
     for k1, k2 in [(3, 3), (2, 5), (5, 2)]:
         want = reference_grads(step, params, init, x, y, reset, mask, step_loss, k1, k2)
         for mode in ("stored", "recompute"):
             engine = Engine(gpu_model, tbptt.losses.mse, TBPTT(k1, k2), mode=mode, path=path)
-            piece = [t.cuda() for t in (x, y, reset, mask)]
             got = engine_grads(engine, gpu_params, [piece])
             assert_same([[g.cpu() for g in u] for u in got], want, tol=1e-9)
