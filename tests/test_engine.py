@@ -468,3 +468,39 @@ def test_nan_losses_on_masked_steps_stay_out():
     assert_same([padded], [clean])
     (update,) = list(Engine(model, tbptt.losses.mse, TBPTT(6)).feed(x, y_nan, mask=mask))
     assert update.finite and torch.isfinite(update.report_sum)
+
+
+def _stats_after(rule, model=None, reset=None, **options):
+    model = model if model is not None else nn.GRU(1, 2, batch_first=True)
+    engine = Engine(model, tbptt.losses.mse, rule, **options)
+    for _ in engine.feed(torch.zeros(2, 12, 1), torch.zeros(2, 12, 2), reset):
+        pass
+    for _ in engine.flush():
+        pass
+    return engine.stats
+
+
+def test_stats_say_how_runs_were_split():
+    """One fused call per update when nothing splits a chunk; each split named with its cause."""
+    assert _stats_after(TBPTT(3)) == {
+        "path": "chunk",
+        "updates": 4,
+        "runs": 4,
+        "split_by": {},
+        "compiled": None,
+    }
+    reset = torch.zeros(2, 12, dtype=torch.bool)
+    reset[0, 4] = reset[1, 4] = reset[1, 7] = True  # two steps inside chunks; step 4 in both rows
+    assert _stats_after(TBPTT(3), reset=reset)["split_by"] == {"reset": 2}
+    assert _stats_after(TBPTT(3, 6))["split_by"] == {}  # stored: breaks fall on chunk starts
+    recompute = _stats_after(TBPTT(3, 6), mode="recompute")
+    assert recompute["split_by"] == {"saved state": 3} and recompute["runs"] == 7
+    assert _stats_after(BPTT(), checkpoint=4)["split_by"] == {"checkpoint segment": 2}
+    artbp = _stats_after(tbptt.ARTBP(0.3, seed=0), reduction="sum")
+    assert artbp["runs"] == artbp["updates"] + artbp["split_by"]["ARTBP factor"]
+
+
+def test_stats_of_the_step_path_include_the_compiled_loop():
+    stats = _stats_after(TBPTT(3), model=nn.GRUCell(1, 2), compile=False)
+    assert stats["path"] == "step" and stats["runs"] == 4
+    assert stats["compiled"]["compile"] is False and stats["compiled"]["eager_runs"] == 4

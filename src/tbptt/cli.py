@@ -362,6 +362,7 @@ def _after_training(
         },
         train=result.train,
         val=result.val,
+        engine=trainer.engine.stats,  # which fast paths ran, and why runs were split
     )
     if cfg.task == "text":
         text = _sample(trainer.model, job.extra["vocab"], cfg)

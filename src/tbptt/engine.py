@@ -194,6 +194,37 @@ class Engine:
         self._new_stream()
 
     @property
+    def stats(self) -> dict[str, Any]:
+        """How the model has been run so far: which fast paths are on, and why runs were split.
+
+        ``path``: ``"chunk"`` (one module call per run of steps) or ``"step"``; ``updates``;
+        ``runs``: module calls on the chunk path, step loops on the step path; ``split_by``: why
+        runs ended inside a chunk, with counts (``reset``; ``window break``, stored mode with
+        k2 > k1; ``ARTBP factor``, on the chunk path; ``checkpoint segment``; ``saved state``,
+        recompute mode; ``replayed state``, after loading a checkpoint); ``compiled``: the step
+        path's :attr:`tbptt.compiled.CompiledSteps.stats` (None on the chunk path, which is one
+        fused call per run already).
+
+        >>> from torch import nn
+        >>> from tbptt import TBPTT, losses
+        >>> engine = Engine(nn.GRU(1, 2, batch_first=True), losses.mse, TBPTT(4))
+        >>> reset = torch.zeros(1, 8, dtype=torch.bool)
+        >>> reset[0, 6] = True                       # a sequence ends inside the 2nd chunk
+        >>> for _ in engine.feed(torch.zeros(1, 8, 1), torch.zeros(1, 8, 2), reset):
+        ...     pass
+        >>> {k: engine.stats[k] for k in ("path", "updates", "runs", "split_by")}
+        {'path': 'chunk', 'updates': 2, 'runs': 3, 'split_by': {'reset': 1}}
+        """
+        unroller = self.unroller
+        return {
+            "path": unroller.path,
+            "updates": self.updates_done,
+            "runs": unroller.runs,
+            "split_by": dict(unroller.split_by),
+            "compiled": None if unroller.steps is None else unroller.steps.stats,
+        }
+
+    @property
     def pending_steps(self) -> int:
         """Steps fed but not yet run (they wait for their chunk to be complete)."""
         return sum(c.length for c in self._pending)

@@ -7,6 +7,7 @@ cell or step function once per step (nn.LSTMCell/GRUCell/RNNCell, ``f(x_t, state
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -105,6 +106,8 @@ class Unroller:
         self.state_batch_dim = state_batch_dim
         self._holder = _Holder(model) if isinstance(model, nn.Module) else None
         self._has_rnn = _contains_rnn(model)  # (layers, B, H) states: batch dim 1
+        self.runs = 0  # model calls (chunk path) or step loops (step path) so far
+        self.split_by: Counter[str] = Counter()  # why runs ended inside a piece: reason -> count
 
     # -- state conventions -------------------------------------------------------------------
     def initial(self, batch_size: int) -> State:
@@ -221,6 +224,18 @@ class Unroller:
         scale_at = set(plan.scales) if self.steps is None else set()
         events = plan.breaks | plan.saves | reset_at | scale_at | segment_at | set(plan.replace)
         bounds = sorted({start, stop} | {p for p in events if start <= p < stop})
+        self.runs += len(bounds) - 1
+        if len(bounds) > 2:  # the piece runs as several calls: say why
+            reasons = {
+                "reset": reset_at,
+                "window break": plan.breaks,
+                "ARTBP factor": scale_at,
+                "checkpoint segment": segment_at,
+                "saved state": plan.saves,
+                "replayed state": set(plan.replace),
+            }
+            for p in bounds[1:-1]:
+                self.split_by.update(why for why, at in reasons.items() if p in at)
         ys, losses = [], []
         breaks: list[Break] = []
         saved: dict[int, State] = {}

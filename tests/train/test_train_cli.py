@@ -135,6 +135,8 @@ def test_text_run_writes_its_report(tmp_path, corpus, capsys):
     assert (run / "loss.png").stat().st_size > 10_000  # two panels with curves, not a blank
     summary = json.loads((run / "summary.json").read_text())
     assert summary["val"]["bpc"] < summary["baselines"]["unigram_bpc"]
+    engine = summary["engine"]  # what ran: an nn.LSTM on the chunk path, one call per update
+    assert engine["path"] == "chunk" and engine["runs"] >= engine["updates"] == 60
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert "bpc" in header and "tokens_per_s" in header
     assert main(["report", str(run)]) == 0
