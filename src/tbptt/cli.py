@@ -134,7 +134,9 @@ def train_parser(sub: Any) -> argparse.ArgumentParser:
 
 
 def _run_dir_of_checkpoint(ckpt: Path) -> Path:
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    from tbptt.train.run import run_dir_of
+
+    return run_dir_of(ckpt)
 
 
 def _config_diff(saved: dict[str, Any], now: dict[str, Any], allowed: frozenset[str]) -> list[str]:
@@ -147,108 +149,218 @@ def _config_diff(saved: dict[str, Any], now: dict[str, Any], allowed: frozenset[
 
 
 def train_command(args: argparse.Namespace) -> int:
-    import numpy as np
+    """``tbptt train``: parse the options, run the training in its run folder, report."""
+    from tbptt.train import CheckpointError, NonFiniteError, TrainingInterrupted
+
+    try:
+        cfg, ckpt, run = _train_config(args)
+        device = _seed_and_threads(cfg)
+        job, trainer, run = _prepare_run(cfg, ckpt, run, device)
+    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as e:
+        _err(str(e))
+        return 2
+    t_start = time.perf_counter()
+    summary = _log_start(trainer, job, cfg, run, resumed=ckpt is not None)
+    try:
+        result = trainer.fit(
+            job.train,
+            job.val,
+            updates=cfg.updates,
+            minutes=cfg.minutes,
+            epochs=cfg.epochs,
+            eval_every=cfg.eval_every,
+            resume=ckpt,
+        )
+    except TrainingInterrupted as e:
+        print(f"{e.args[0]}\nResume with: tbptt train --resume {run.path}", file=sys.stderr)
+        _finish_report(run.path, cfg, {**summary, "status": f"interrupted: {e.args[0]}"})
+        return 130
+    except NonFiniteError as e:
+        _err(str(e))
+        _finish_report(run.path, cfg, {**summary, "status": f"stopped: {e}"})
+        return 1
+    except CheckpointError as e:
+        _err(str(e))
+        return 2
+    except torch_out_of_memory() as e:
+        _err(f"out of memory at update {trainer.counters.updates} ({_first_line(e)}). {_OOM_FIX}")
+        if not run.checkpoints():
+            run.discard()
+        return 2
+    try:
+        return _after_training(trainer, job, cfg, run.path, summary, result, t_start)
+    except KeyboardInterrupt:
+        print(
+            f"tbptt: interrupted after training; the final checkpoint is {result.checkpoint}.",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        run.release()
+
+
+_OOM_FIX = (
+    "Lower --batch-size, --k2 or --chunk-len (with --rule bptt: use --rule tbptt or "
+    "--activation-checkpointing sqrt)."
+)
+
+
+def torch_out_of_memory() -> type[BaseException]:
+    """The exception torch raises when an allocation fails (``torch.OutOfMemoryError``)."""
     import torch
 
-    from tbptt.train import CheckpointError, NonFiniteError, Trainer, TrainingInterrupted
-    from tbptt.train.checkpoint import find_checkpoints, latest_checkpoint, load_checkpoint
-    from tbptt.train.config import RunConfig, load_toml, merge, to_toml
-    from tbptt.train.jobs import build_job, build_rule
+    return getattr(torch, "OutOfMemoryError", MemoryError)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _resolve_corpus(corpus: str) -> str:
+    """A corpus given as a path is stored absolute, so a run resumes from any directory."""
+    if corpus in ("auto", "shakespeare", "stdlib"):
+        return corpus
+    return str(Path(corpus).expanduser().resolve())
+
+
+def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
+    """The run's configuration (task defaults < saved run < --config < flags), the checkpoint
+    to resume from and the run: its opened (locked) :class:`RunFolder` when resuming, else the
+    path of the folder to claim."""
+    from tbptt.train import CheckpointError, Trainer
+    from tbptt.train.checkpoint import latest_checkpoint, load_checkpoint
+    from tbptt.train.config import RunConfig, load_toml, merge
+    from tbptt.train.run import RunFolder, run_dir_of
 
     names = {f.name for f in fields(RunConfig)}
     flags = {k: v for k, v in vars(args).items() if k in names}
     if "rule_options" in flags:
         flags["rule_options"] = dict(flags["rule_options"])
-    try:
-        toml = load_toml(args.config) if args.config else {}
-        saved_payload = None
-        if args.resume:
-            ckpt = latest_checkpoint(args.resume)
-            saved_payload = load_checkpoint(ckpt)
-            saved = saved_payload.get("config") or {}
-            base = RunConfig(**{k: v for k, v in saved.items() if k in names})
-            run_dir = _run_dir_of_checkpoint(ckpt)
-        else:
-            task = flags.get("task") or toml.get("task") or "text"
-            base = RunConfig(task=task)
-        cfg = merge(merge(base, toml, f"config file {args.config}"), flags, "flags").resolved()
-        if saved_payload is not None:
-            diff = _config_diff(
-                saved_payload.get("config") or {}, cfg.to_dict(), Trainer.resume_may_change
+    if "corpus" in flags:
+        flags["corpus"] = _resolve_corpus(flags["corpus"])
+    toml = load_toml(args.config) if args.config else {}
+    if "corpus" in toml:
+        toml["corpus"] = _resolve_corpus(str(toml["corpus"]))
+    ckpt: Path | None = None
+    if args.resume:
+        given = Path(args.resume)
+        run = RunFolder.open(given if given.is_dir() else run_dir_of(given))
+        ckpt = latest_checkpoint(args.resume) if given.is_file() else run.latest()
+        payload = load_checkpoint(ckpt)
+        run.check_owner(payload, ckpt)
+        saved = payload.get("config") or {}
+        base = RunConfig(**{k: v for k, v in saved.items() if k in names})
+    else:
+        base = RunConfig(task=flags.get("task") or toml.get("task") or "text")
+    cfg = merge(merge(base, toml, f"config file {args.config}"), flags, "flags").resolved()
+    if ckpt is not None:
+        diff = _config_diff(saved, cfg.to_dict(), Trainer.resume_may_change)
+        if diff:
+            raise CheckpointError(
+                f"checkpoint {str(ckpt)!r} was saved by a run with other settings: "
+                + ", ".join(diff)
+                + ". Resume with the same settings (drop those flags), or start a new run."
             )
-            if diff:
-                raise CheckpointError(
-                    f"checkpoint {str(ckpt)!r} was saved by a run with other settings: "
-                    + ", ".join(diff)
-                    + ". Resume with the same settings (drop those flags), or start a new run."
-                )
-        else:
-            if cfg.task == "text" and cfg.corpus == "auto":  # save what "auto" chose
-                from tbptt.datasets import default_corpus
+        return cfg, ckpt, run
+    if cfg.task == "text" and cfg.corpus == "auto":  # save what "auto" chose
+        from tbptt.datasets import default_corpus
 
-                cfg = merge(cfg, {"corpus": default_corpus()})
-            if cfg.name is None:
-                cfg = merge(cfg, {"name": f"{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}"})
-            assert cfg.name is not None
-            run_dir = Path(cfg.runs_dir) / cfg.name
-            if find_checkpoints(run_dir / "checkpoints"):
-                raise CheckpointError(
-                    f"run folder {str(run_dir)!r} already holds checkpoints. Continue it with "
-                    f"`tbptt train --resume {run_dir}`, or choose another --name."
-                )
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as e:
-        _err(str(e))
-        return 2
+        cfg = merge(cfg, {"corpus": default_corpus()})
+    if cfg.name is None:
+        cfg = merge(cfg, {"name": f"{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}"})
+    return cfg, None, Path(cfg.runs_dir) / str(cfg.name)
+
+
+def _seed_and_threads(cfg: Any) -> Any:
+    """The device; torch's threads (half the cores on a CPU by default: torch's threads
+    busy-wait, and on a shared machine every core is often slower than half) and the seeds."""
+    import numpy as np
+    import torch
 
     from tbptt.train.loop import resolve_device
 
-    try:
-        device = resolve_device(cfg.device)
-    except ValueError as e:
-        _err(str(e))
-        return 2
-    # half the cores on the CPU by default: torch's threads busy-wait, and on a shared or
-    # hyper-threaded machine using every core is often slower than using half
+    device = resolve_device(cfg.device)
     threads = cfg.threads or (max(1, (os.cpu_count() or 2) // 2) if device.type == "cpu" else None)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    t_start = time.perf_counter()
-    try:
-        job = build_job(cfg)
-        rule, rule_engine_options = build_rule(cfg)
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as e:
-        _err(str(e))
-        return 2
-    ac = cfg.activation_checkpointing
+    return device
+
+
+def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[Any, Any, Any]:
+    """Load the data, build the model and the trainer, check the memory, then claim the run
+    folder (a new run) or take its lock (a resumed one). Nothing is written before the last
+    step, so bad options never leave a folder behind."""
+    from tbptt.train.config import to_toml
+    from tbptt.train.jobs import build_job, build_rule
+    from tbptt.train.memory import check_fits
+    from tbptt.train.run import RunFolder
+
+    job = build_job(cfg)
+    rule, rule_engine_options = build_rule(cfg)
+    vocab = set(job.extra.get("vocab", ""))
+    if cfg.task == "text" and cfg.prompt != "\n" and not set(cfg.prompt) <= vocab:
+        raise ValueError(  # the default prompt falls back to the corpus's first character
+            f"--prompt {cfg.prompt!r} has characters the corpus does not: "
+            f"{sorted(set(cfg.prompt) - vocab)!r}. Use characters of the training corpus."
+        )
+    check_fits(job.model, int(cfg.batch_size), _steps_kept(cfg, job), device)
     engine_options: dict[str, Any] = {**job.engine_options, **rule_engine_options}
+    ac = cfg.activation_checkpointing
     if ac is not None:
         engine_options["checkpoint"] = "sqrt" if ac == "sqrt" else int(ac)
+    if ckpt is None:  # a new run: claim its folder (exactly one of two racing processes wins)
+        run = RunFolder.claim(run)
+        run.write_config(cfg.to_dict(), to_toml(cfg))
+    try:
+        trainer = _make_trainer(cfg, job, rule, engine_options, run)
+    except BaseException:
+        if ckpt is None:
+            run.discard()
+        raise
+    return job, trainer, run
+
+
+def _steps_kept(cfg: Any, job: Any) -> int:
+    """Steps whose activations one backward keeps (per row), for the memory check."""
+    import math
+
+    if cfg.rule != "bptt":
+        return max(int(cfg.k1), int(cfg.k2)) + int(cfg.chunk_len)
+    steps = int(getattr(job.train, "steps_per_row", cfg.chunk_len))
+    ac = cfg.activation_checkpointing
+    if ac == "sqrt":
+        return 2 * math.isqrt(steps) + 1
+    return steps if ac is None else int(ac) + steps // int(ac)
+
+
+def _make_trainer(cfg: Any, job: Any, rule: Any, engine_options: dict[str, Any], run: Any) -> Any:
+    import warnings
+
+    import torch
+
+    from tbptt.train import Trainer
+
     optimizer: torch.optim.Optimizer | None = None
     if cfg.optimizer == "sgd":
         optimizer = torch.optim.SGD(
-            job.model.parameters(),
-            lr=cfg.lr,  # type: ignore[arg-type]
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
+            job.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
     elif cfg.optimizer == "adamw":
         optimizer = torch.optim.AdamW(
-            job.model.parameters(),
-            lr=cfg.lr,  # type: ignore[arg-type]
-            weight_decay=cfg.weight_decay,
+            job.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
         )
-    progress = {"auto": None, "on": True, "off": False}[cfg.progress]
-    tensorboard = {"auto": None, "on": True, "off": False}[cfg.tensorboard]
-    try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         trainer = Trainer(
             job.model,
             job.loss_fn,
             rule,
             optimizer=optimizer,
-            lr=cfg.lr,  # type: ignore[arg-type]
+            lr=cfg.lr,
             weight_decay=cfg.weight_decay,
             schedule=cfg.schedule,
             warmup=cfg.warmup,
@@ -259,19 +371,27 @@ def train_command(args: argparse.Namespace) -> int:
             mode=cfg.mode,
             engine_options=engine_options,
             metrics=job.metrics,
-            run_dir=run_dir,
+            run_dir=run,
             checkpoint_every=cfg.checkpoint_every,
             keep_checkpoints=cfg.keep_checkpoints,
+            keep_best=True,
+            patience=cfg.patience,
             max_nonfinite=cfg.max_nonfinite,
-            log_every=cfg.log_every,  # type: ignore[arg-type]
-            progress=progress,
-            tensorboard=tensorboard,
+            log_every=cfg.log_every,
+            progress={"auto": None, "on": True, "off": False}[cfg.progress],
+            tensorboard={"auto": None, "on": True, "off": False}[cfg.tensorboard],
             config=cfg.to_dict(),
             extra=job.extra,
         )
-    except (ValueError, TypeError, ModuleNotFoundError) as e:
-        _err(str(e))
-        return 2
+    for w in caught:  # one line each (--amp fp16 on a CPU), not Python's warning with its source
+        print(f"tbptt: warning: {w.message}", file=sys.stderr)
+    return trainer
+
+
+def _log_start(trainer: Any, job: Any, cfg: Any, run: Any, resumed: bool) -> dict[str, Any]:
+    """The opening lines (folder, data, model, truncation); the summary's first entries."""
+    import torch
+
     n_params = sum(p.numel() for p in job.model.parameters())
     model_desc = (
         f"{cfg.cell.upper()} {cfg.layers}x{cfg.hidden}"
@@ -285,56 +405,21 @@ def train_command(args: argparse.Namespace) -> int:
         if v is not None
     )
     log = trainer.progress.message
-    log(f"run folder: {run_dir}" + (" (resumed)" if args.resume else ""))
+    log(f"run folder: {run.path}" + (" (resumed)" if resumed else "") + f", run {run.run_id[:8]}")
     log(f"data: {job.description['data']}")
     log(f"model: {model_desc}")
     log(
-        f"truncation: {rule!r}, mode={cfg.mode}, batch {cfg.batch_size} rows x "
+        f"truncation: {trainer.rule!r}, mode={cfg.mode}, batch {cfg.batch_size} rows x "
         f"{cfg.chunk_len} steps per chunk; {cfg.optimizer} lr {cfg.lr} {cfg.schedule}; "
         f"budget: {budget}"
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        (run_dir / "config.toml").write_text(to_toml(cfg), encoding="utf-8")
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    summary: dict[str, Any] = {
+    return {
+        "run_id": run.run_id,
         "config": cfg.to_dict(),
         "data": job.description["data"],
         "model": model_desc,
         "baselines": job.baselines,
     }
-    try:
-        result = trainer.fit(
-            job.train,
-            job.val,
-            updates=cfg.updates,
-            minutes=cfg.minutes,
-            epochs=cfg.epochs,
-            eval_every=cfg.eval_every,
-            resume=ckpt if args.resume else None,
-        )
-    except TrainingInterrupted as e:
-        print(
-            f"{e.args[0]}\nResume with: tbptt train --resume {run_dir}",
-            file=sys.stderr,
-        )
-        _finish_report(run_dir, cfg, {**summary, "status": f"interrupted: {e.args[0]}"})
-        return 130
-    except NonFiniteError as e:
-        _err(str(e))
-        _finish_report(run_dir, cfg, {**summary, "status": f"stopped: {e}"})
-        return 1
-    except CheckpointError as e:
-        _err(str(e))
-        return 2
-    try:
-        return _after_training(trainer, job, cfg, run_dir, summary, result, t_start)
-    except KeyboardInterrupt:
-        print(
-            f"tbptt: interrupted after training; the final checkpoint is {result.checkpoint}.",
-            file=sys.stderr,
-        )
-        return 130
 
 
 def _after_training(
@@ -429,6 +514,8 @@ def _sample(model: Any, vocab: str, cfg: Any, prompt: str | None = None, chars: 
     prompt = cfg.prompt if prompt is None else prompt
     chars = chars or cfg.sample_chars
     stoi = {c: i for i, c in enumerate(vocab)}
+    if prompt == "\n" and "\n" not in stoi:  # the default prompt, for a corpus without newlines
+        prompt = ""
     unknown = sorted({c for c in prompt if c not in stoi})
     if unknown:
         raise ValueError(

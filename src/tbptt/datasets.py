@@ -150,7 +150,24 @@ def load_text(corpus: str) -> Text:
             f"corpus={corpus!r} is neither 'auto', 'shakespeare', 'stdlib' nor an existing "
             "file. Pass one of those names or the path of a UTF-8 text file."
         )
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        binary = b"\0" in path.read_bytes()[:4096]
+        what = "a binary file" if binary else "not UTF-8 text"
+        fix = (
+            "Pass a text file."
+            if binary
+            else f"Convert it first, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8.txt`."
+        )
+        raise ValueError(
+            f"corpus={corpus!r} is {what} (byte 0x{e.object[e.start]:02x} at position {e.start} "
+            f"is not UTF-8). {fix}"
+        ) from None
+    if "\0" in text:
+        raise ValueError(
+            f"corpus={corpus!r} is a binary file (it holds NUL bytes). Pass a text file."
+        )
     if len(text) < 100:
         raise ValueError(
             f"corpus={corpus!r} has only {len(text)} characters; a language model needs at "

@@ -313,7 +313,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="No space"):
-        save_checkpoint({"x": torch.zeros(3)}, folder / "step-00000002.pt", keep=1)
+        save_checkpoint({"x": torch.zeros(3)}, folder / "step-00000002.pt")
     assert sorted(p.name for p in folder.iterdir()) == ["step-00000001.pt"]
     assert good.read_bytes() == before
 
@@ -333,7 +333,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_the_previous_one_is_kept(tmp_pa
     again = make_trainer(tmp_path, TBPTT(8), checkpoint_every=3)
     again.fit(batcher(), updates=20, resume=old)
     assert [p.name for p in find_checkpoints(tmp_path / "checkpoints")][-1] == "step-00000020.pt"
-    assert (tmp_path / "checkpoints" / "step-00000010.pt.stale").exists()
+    assert (tmp_path / "abandoned-1" / "step-00000010.pt").exists()
 
 
 def test_mismatched_checkpoint_is_a_clear_error(tmp_path):

@@ -3,9 +3,10 @@
 A checkpoint is a dict of tensors and plain Python (model, optimizer, scheduler, RNG states,
 data-stream position, the engine's carried state, the trainer's counters and the config).
 Files are named ``step-00000123.pt`` in a run's ``checkpoints/`` folder; writing goes to a
-temporary file in the same folder, flushed to disk, then ``os.replace``-d into place, so a crash
-or a full disk never leaves a half-written checkpoint under a real name and never touches the
-previous ones. Older ones beyond ``keep`` are removed only after the new one is in place.
+temporary file in the same folder, flushed to disk, then ``os.replace``-d into place and the
+folder fsynced, so a crash or a full disk never leaves a half-written checkpoint under a real name
+and never touches the previous ones. An existing file is never written over. Which files belong
+to a run, and pruning, are the run folder's business (:mod:`tbptt.train.run`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "capture_rng",
     "checkpoint_path",
     "find_checkpoints",
+    "fsync_dir",
     "latest_checkpoint",
     "load_checkpoint",
     "restore_rng",
@@ -66,6 +68,10 @@ def latest_checkpoint(path: str | Path) -> Path:
             f"resume={str(path)!r} does not exist. Pass a run folder (runs/NAME) or a "
             "checkpoint file (runs/NAME/checkpoints/step-00000100.pt)."
         )
+    if (p / "run.json").is_file():  # a run folder: its own timeline, never a foreign file
+        from tbptt.train.run import RunFolder
+
+        return RunFolder.read(p).latest()
     for folder in (p / "checkpoints", p):
         found = find_checkpoints(folder)
         if found:
@@ -82,20 +88,34 @@ def step_of(path: str | Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def save_checkpoint(
-    payload: dict[str, Any],
-    path: str | Path,
-    keep: int | None = None,
-) -> Path:
-    """Write ``payload`` to ``path`` atomically; then keep only the newest ``keep`` checkpoints
-    of that folder (``None``: keep all). Returns ``path``.
+def fsync_dir(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems without directory fsync
+        pass
+    finally:
+        os.close(fd)
 
-    Checkpoints of the folder with a higher step than ``path`` come from a timeline that was
-    abandoned (a run resumed from an older checkpoint): they are renamed ``*.pt.stale`` (never
-    deleted) so that they are no longer taken as the newest.
+
+def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write ``payload`` to ``path`` atomically and durably. Returns ``path``.
+
+    Refuses (:class:`FileExistsError`) to write over an existing file: a checkpoint, once
+    written, is never replaced by other contents.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        raise FileExistsError(
+            f"checkpoint {str(path)!r} exists; checkpoints are never written over. Move it "
+            "away, or save under another name."
+        )
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -106,15 +126,7 @@ def save_checkpoint(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    mine = step_of(path)
-    if mine is not None:
-        for later in find_checkpoints(path.parent):
-            if (step_of(later) or 0) > mine:
-                os.replace(later, later.with_name(later.name + ".stale"))
-    if keep is not None and keep > 0:
-        for old in find_checkpoints(path.parent)[:-keep]:
-            if old != path:
-                old.unlink(missing_ok=True)
+    fsync_dir(path.parent)
     return path
 
 
@@ -133,12 +145,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             for p in find_checkpoints(path.parent)
             if p != path and (mine is None or (step_of(p) or 0) < mine)
         ]
-        hint = (
-            f" The previous checkpoint {str(older[-1])!r} is untouched: resume from it with "
-            f"--resume {older[-1]}."
-            if older
-            else ""
-        )
+        good = next((p for p in reversed(older) if _readable(p)), None)
+        if good is not None:
+            hint = f" The previous checkpoint {str(good)!r} is intact: resume from it with --resume {good}."
+        elif older:
+            hint = " The older checkpoints of this folder cannot be read either: start a new run."
+        else:
+            hint = " There is no older checkpoint: start a new run."
         lines = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
         detail = next((ln.strip() for ln in lines if "WeightsUnpickler error" in ln), None)
         detail = detail or (lines[0] if lines else "no detail")
@@ -153,6 +166,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{FORMAT!r}). Pass a step-*.pt file written by `tbptt train` or Trainer.fit."
         )
     return payload
+
+
+def _readable(path: Path) -> bool:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
 
 
 # -- random number generators ----------------------------------------------------------------

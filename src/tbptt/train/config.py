@@ -144,6 +144,12 @@ class RunConfig:
         None, "save a checkpoint every N updates (and at the end)", "log"
     )
     keep_checkpoints: int = _f(2, "checkpoints kept (older ones are removed)", "log")
+    patience: int | None = _f(
+        None,
+        "stop after this many evaluations in a row without a better validation (the model "
+        "of the best one is kept in any case)",
+        "log",
+    )
     max_nonfinite: int = _f(
         10, "stop after this many NaN/inf updates in a row (each is skipped)", "log"
     )
@@ -187,7 +193,8 @@ class RunConfig:
     def check(self) -> None:
         """Reject values that cannot work, naming the option and a fix."""
         positive = ("hidden", "layers", "embed", "k1", "k2", "batch_size", "chunk_len")
-        for name in (*positive, "eval_every", "log_every", "checkpoint_every", "updates", "epochs"):
+        checked = ("eval_every", "log_every", "checkpoint_every", "updates", "epochs", "patience")
+        for name in (*positive, *checked):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}.")

@@ -44,9 +44,11 @@ from tbptt.train.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from tbptt.train.evaluation import evaluate, resolve_device
 from tbptt.train.metrics import Metrics, MetricsLog, peak_memory_mb
 from tbptt.train.progress import Progress
-from tbptt.truncation import TBPTT, TruncationRule
+from tbptt.train.run import RUN_FILE, RunFolder, RunFolderError, run_dir_of
+from tbptt.truncation import TruncationRule
 
 __all__ = [
     "Callback",
@@ -93,6 +95,9 @@ class Counters:
     last_eval: int = 0  # update of the last periodic evaluation
     last_checkpoint: int = 0  # update of the last checkpoint
     best_val: float | None = None
+    best_update: int | None = None  # the update of the best validation (keep_best)
+    best_metrics: dict[str, float] | None = None
+    evals_since_best: int = 0
 
 
 @dataclass
@@ -105,10 +110,11 @@ class FitResult:
     tokens: int
     seconds: float
     skipped: int
-    stop_reason: str  # "updates", "minutes", "epochs", "callback"
+    stop_reason: str  # "updates", "minutes", "epochs", "callback", "early_stopping"
     train: dict[str, float] = field(default_factory=dict)  # the last logging window
-    val: dict[str, float] | None = None  # the final evaluation
+    val: dict[str, float] | None = None  # the final evaluation (of the best weights: keep_best)
     checkpoint: Path | None = None  # the final checkpoint
+    best_update: int | None = None  # keep_best: the update whose weights the model now holds
 
 
 class Callback:
@@ -126,21 +132,6 @@ class Callback:
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None: ...
 
     def on_fit_end(self, trainer: Trainer, result: FitResult) -> None: ...
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"``/``None``: CUDA when available, else the CPU; otherwise ``torch.device(device)``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(
-            f"device={device!r} is not a device; use 'auto', 'cpu', 'cuda' or 'cuda:1'."
-        ) from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use 'cpu' or 'auto'.")
-    return dev
 
 
 def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -212,10 +203,15 @@ class Trainer:
         metrics: what the loss means (:class:`~tbptt.train.metrics.TokenMetrics` for language
             models, :class:`~tbptt.train.metrics.SeriesMetrics` for series).
         callbacks: :class:`Callback` objects.
-        run_dir: folder for ``metrics.jsonl``, ``checkpoints/`` and TensorBoard's ``tb/``
-            (``None``: no files).
+        run_dir: the run folder (:class:`~tbptt.train.run.RunFolder`, or its path) for
+            ``metrics.jsonl``, ``checkpoints/`` and TensorBoard's ``tb/`` (``None``: no files).
+            A new run claims the folder; one that already holds a run is refused unless
+            :meth:`fit` is asked to ``resume`` it or to ``restart`` it.
         checkpoint_every: save a checkpoint every this many updates (and always at the end).
-        keep_checkpoints: how many recent checkpoints to keep.
+        keep_checkpoints: how many recent checkpoints of the run to keep.
+        keep_best: keep the weights of the best validation (also as ``checkpoints/best-*.pt``)
+            and end :meth:`fit` with the model holding them (early stopping's model selection).
+        patience: stop after this many evaluations in a row without a better validation.
         max_nonfinite: stop (:class:`NonFiniteError`) after this many non-finite updates in a row.
         log_every: write a training record (and a progress line) every this many updates.
         progress: ``None`` (a rich bar on a terminal, else lines), ``True`` or ``False``.
@@ -271,9 +267,11 @@ class Trainer:
         engine_options: dict[str, Any] | None = None,
         metrics: Metrics | None = None,
         callbacks: Sequence[Callback] = (),
-        run_dir: str | Path | None = None,
+        run_dir: str | Path | RunFolder | None = None,
         checkpoint_every: int | None = None,
         keep_checkpoints: int = 2,
+        keep_best: bool = False,
+        patience: int | None = None,
         max_nonfinite: int = 10,
         log_every: int = 50,
         progress: bool | None = None,
@@ -295,6 +293,7 @@ class Trainer:
             ("keep_checkpoints", keep_checkpoints, 1),
             ("max_nonfinite", max_nonfinite, 1),
             ("log_every", log_every, 1),
+            ("patience", patience, 1),
             ("warmup", warmup, 0),
         ):
             if ivalue is not None and (
@@ -334,7 +333,12 @@ class Trainer:
         self.clip = clip
         self.metrics = metrics or Metrics()
         self.callbacks = list(callbacks)
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run = run_dir if isinstance(run_dir, RunFolder) else None
+        self.run_dir = self.run.path if self.run is not None else None
+        if run_dir is not None and self.run is None:
+            self.run_dir = Path(run_dir)  # type: ignore[arg-type]
+        self.keep_best, self.patience = keep_best, patience
+        self._best_weights: dict[str, Tensor] | None = None
         self.checkpoint_every = checkpoint_every
         self.keep_checkpoints = keep_checkpoints
         self.max_nonfinite = max_nonfinite
@@ -398,13 +402,15 @@ class Trainer:
         epochs: int | None = None,
         eval_every: int | None = None,
         resume: str | Path | None = None,
+        restart: bool = False,
     ) -> FitResult:
         """Train until the first budget is spent (``updates``, ``minutes`` or ``epochs``; one epoch
         when none is given), evaluating on ``val`` every ``eval_every`` updates and at the end.
 
         ``train`` yields :class:`~tbptt.Chunk` pieces of B stateful rows (a ``tbptt.data``
         batcher, or a list); each epoch ends the engine's stream (``engine.flush()``).
-        ``resume``: a checkpoint file or run folder to continue from, exactly.
+        ``resume``: a checkpoint file or run folder to continue from, exactly. ``restart``: start
+        over in a ``run_dir`` that holds a run (its files move to ``run_dir/abandoned-N/``).
         """
         if updates is None and minutes is None and epochs is None:
             epochs = 1
@@ -417,12 +423,50 @@ class Trainer:
             raise ValueError(f"minutes must be > 0, got {minutes!r}.")
         cursor = _Cursor(train)
         self._budget = (updates, minutes, epochs)
-        if resume is not None:
-            self.load_checkpoint(latest_checkpoint(resume), cursor)
+        self._eval_every = eval_every
+        ckpt = latest_checkpoint(resume) if resume is not None else None
+        opened = self._open_run(ckpt, restart)
+        try:
+            return self._fit(cursor, val, ckpt, updates, minutes)
+        finally:
+            if opened and self.run is not None:
+                self.run.release()
+
+    def _open_run(self, ckpt: Path | None, restart: bool) -> bool:
+        """Claim the run folder, or open it to continue ``ckpt``; True if this call did."""
+        if self.run_dir is None or self.run is not None:
+            return False
+        same = ckpt is not None and run_dir_of(ckpt).resolve() == self.run_dir.resolve()
+        if same:
+            self.run = RunFolder.open(self.run_dir)
+        elif restart and (self.run_dir / "run.json").exists():
+            self.run = RunFolder.open(self.run_dir)
+            self.run.restart()
+            self.run.write_config(self.config)
+        else:
+            try:
+                self.run = RunFolder.claim(self.run_dir, self.config)
+            except RunFolderError as e:
+                raise RunFolderError(
+                    f"{e} Or pass restart=True to start over (the old files are kept in "
+                    "abandoned-N/)."
+                ) from None
+        return True
+
+    def _fit(
+        self,
+        cursor: _Cursor,
+        val: Iterable[Chunk] | None,
+        ckpt: Path | None,
+        updates: int | None,
+        minutes: float | None,
+    ) -> FitResult:
+        if ckpt is not None:
+            self.load_checkpoint(ckpt, cursor)
         self._session_start = time.perf_counter()
-        if self.run_dir is not None:
-            self._log = MetricsLog(self.run_dir, self.tensorboard)
-            self._log.truncate(self.counters.updates)
+        if self.run is not None:
+            self.run.rewind(self.counters.updates)  # a newer timeline moves to abandoned-N/
+            self._log = MetricsLog(self.run.path, self.tensorboard)
         for cb in self.callbacks:
             cb.on_fit_start(self)
         self.model.train()
@@ -431,7 +475,7 @@ class Trainer:
         self._window = _Window(time.perf_counter())
         reason: str | None = None
         val_metrics: dict[str, float] | None = None
-        self._cursor, self._eval_every = cursor, eval_every
+        self._cursor = cursor
         try:
             with self._signals():
                 reason = self._budget_spent()
@@ -459,11 +503,14 @@ class Trainer:
                         last[1] if last is not None and fresh else self._evaluate_and_log(val)
                     )
                 # a signal during the final evaluation: the final checkpoint is saved anyway
-                ckpt = self._final_checkpoint()
+                final = self._final_checkpoint()
         finally:
             self.progress.stop()
             if self._log is not None:
                 self._log.close()
+        best_update = self._restore_best()
+        if best_update is not None:
+            val_metrics = self.counters.best_metrics
         result = FitResult(
             updates=self.counters.updates,
             steps=self.counters.steps,
@@ -474,7 +521,8 @@ class Trainer:
             stop_reason=reason or "updates",
             train=dict(self._last_train),
             val=val_metrics,
-            checkpoint=ckpt,
+            checkpoint=final,
+            best_update=best_update,
         )
         for cb in self.callbacks:
             cb.on_fit_end(self, result)
@@ -607,8 +655,8 @@ class Trainer:
             raise NonFiniteError(
                 f"Stopped at update {c.updates}: {c.skipped_in_row} updates in a row had a NaN or "
                 f"inf loss or gradient ({c.skipped} skipped in all; max_nonfinite="
-                f"{self.max_nonfinite}). The last good checkpoint is kept. Lower the learning "
-                "rate, clip gradients (clip=1.0), or check the data for extreme values."
+                f"{self.max_nonfinite}). {self._last_good()} Lower the learning rate, clip "
+                "gradients (clip=1.0), or check the data for extreme values."
             )
         eval_every = self._eval_every
         if val is not None and eval_every and c.updates - c.last_eval >= eval_every:
@@ -622,7 +670,15 @@ class Trainer:
             self.save_checkpoint()
         if self.should_stop:
             return "callback"
+        if self.patience and c.evals_since_best >= self.patience:
+            return "early_stopping"
         return self._budget_spent()
+
+    def _last_good(self) -> str:
+        found = self.run.checkpoints() if self.run is not None else []
+        if found:
+            return f"The last checkpoint written, {str(found[-1])!r}, is kept."
+        return "No checkpoint was written before it (nothing to resume from)."
 
     def _budget_spent(self) -> str | None:
         updates, minutes, epochs = self._budget
@@ -680,6 +736,9 @@ class Trainer:
         key = self.metrics.name if self.metrics.name in metrics else "loss"
         if c.best_val is None or metrics[key] < c.best_val:
             c.best_val = metrics[key]
+            self._keep_best(key, metrics)
+        else:
+            c.evals_since_best += 1
         record = {"kind": "val", "update": c.updates, "epoch": c.epoch}
         record.update({"time": round(self.elapsed(), 3), **metrics, "eval_seconds": round(took, 2)})
         self._write(record)
@@ -691,6 +750,34 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_evaluate(self, metrics)
         return metrics
+
+    def _keep_best(self, key: str, metrics: dict[str, float]) -> None:
+        """A new best validation: remember its weights (and save them, with a run folder)."""
+        c = self.counters
+        c.best_update, c.best_metrics, c.evals_since_best = c.updates, dict(metrics), 0
+        if not self.keep_best:
+            return
+        self._best_weights = {
+            k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+        }
+        if self.run is not None:
+            self.run.save_best(self.state_dict(), c.updates, key, metrics[key])
+
+    def _restore_best(self) -> int | None:
+        """``keep_best``: load the best validation's weights into the model; their update."""
+        c = self.counters
+        if not self.keep_best or c.best_update is None:
+            return None
+        if c.best_update == c.updates:
+            return c.updates
+        weights = self._best_weights
+        saved = self.run.best() if self.run is not None else None
+        if weights is None and saved is not None:
+            weights = load_checkpoint(saved)["model"]  # a resumed run
+        if weights is None:
+            return None
+        self.model.load_state_dict(weights)
+        return c.best_update
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -717,22 +804,28 @@ class Trainer:
         }
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
-        """Save to ``path`` (default ``run_dir/checkpoints/step-<updates>.pt``) atomically."""
-        if path is None:
-            if self.run_dir is None:
-                return None
-            path = checkpoint_path(self.run_dir / "checkpoints", self.counters.updates)
+        """Save to ``path`` (default: the run folder's ``checkpoints/step-<updates>.pt``,
+        keeping the newest ``keep_checkpoints`` of the run) atomically; never over a file."""
         self.counters.last_checkpoint = self.counters.updates
-        out = save_checkpoint(self.state_dict(), path, keep=self.keep_checkpoints)
+        if path is not None:
+            run_id = self.run.run_id if self.run is not None else None
+            out = save_checkpoint({**self.state_dict(), "run_id": run_id}, path)
+        elif self.run is not None:
+            out = self.run.save(self.state_dict(), self.counters.updates, self.keep_checkpoints)
+        else:
+            return None
         for cb in self.callbacks:
             cb.on_checkpoint(self, out)
         return out
 
     def _final_checkpoint(self) -> Path | None:
-        if self.run_dir is None:
+        if self.run is None:
             return None
-        path = checkpoint_path(self.run_dir / "checkpoints", self.counters.updates)
-        if path.exists() and self.counters.last_checkpoint == self.counters.updates:
+        path = checkpoint_path(self.run.checkpoints_dir, self.counters.updates)
+        if (
+            path in self.run.checkpoints()
+            and self.counters.last_checkpoint == self.counters.updates
+        ):
             return path
         return self.save_checkpoint()
 
@@ -740,6 +833,11 @@ class Trainer:
         """Restore a checkpoint saved by :meth:`save_checkpoint`; errors are
         :class:`~tbptt.train.checkpoint.CheckpointError` naming what does not match."""
         payload = load_checkpoint(path)
+        folder = run_dir_of(Path(path))
+        if self.run is not None and folder.resolve() == self.run.path.resolve():
+            self.run.check_owner(payload, Path(path))
+        elif (folder / RUN_FILE).is_file():
+            RunFolder.read(folder).check_owner(payload, Path(path))
         self._check_config(payload.get("config") or {}, path)
         try:
             self.model.load_state_dict(payload["model"])
@@ -842,84 +940,6 @@ class _Window:
             "grad_norm": self.norm_sum / max(self.updates, 1),
             "tokens_per_s": self.tokens / dt,
         }
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loss_fn: LossFn,
-    stream: Iterable[Chunk],
-    *,
-    metrics: Metrics | None = None,
-    device: str | torch.device | None = "auto",
-    amp_dtype: torch.dtype | None = None,
-    max_chunks: int | None = None,
-) -> dict[str, float]:
-    """Run ``model`` over ``stream`` without gradients, carrying the state from chunk to chunk
-    (row b of each chunk continues row b of the previous one; resets and masks as in training),
-    and return the mean loss over the unmasked steps with the task's metrics
-    (``metrics.from_loss`` and ``metrics.summary``) and ``tokens``, the steps counted.
-    """
-    metrics = metrics or Metrics()
-    dev = resolve_device(device)
-    was_training = model.training
-    model.eval()
-    metrics.reset()
-    total, count = 0.0, 0
-    engine: Engine | None = None
-    targets: list[Tensor] = []  # fed, not yet covered by an update: (B, n, ...) pieces
-    masks: list[Tensor] = []
-
-    def consume(updates: Iterator[Update]) -> None:
-        nonlocal total, count
-        while True:
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                u = next(updates, None)
-            if u is None:
-                return
-            n = u.stop - u.start
-            t, m = _take(targets, n), _take(masks, n)
-            total += float(u.report_sum)
-            count += int(u.report_count)
-            metrics.accumulate(u.outputs, t, m)
-
-    try:
-        for i, chunk in enumerate(stream):
-            if max_chunks is not None and i >= max_chunks:
-                break
-            chunk = chunk.to(dev).filled()
-            if engine is None:
-                engine = Engine(
-                    model, loss_fn, TBPTT(chunk.length), zero_grad=False, check_inputs=False
-                )
-            assert chunk.mask is not None
-            targets.append(chunk.targets)
-            masks.append(chunk.mask)
-            consume(engine.feed(*chunk))
-        if engine is not None:
-            consume(engine.flush())
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise ValueError("the evaluation stream has no unmasked step; pass a non-empty stream.")
-    out = metrics.from_loss(total / count)
-    out.update(metrics.summary())
-    out["tokens"] = float(count)
-    return out
-
-
-def _take(pieces: list[Tensor], n: int) -> Tensor:
-    """Pop the first ``n`` steps (dim 1) of a queue of pieces."""
-    got, out = 0, []
-    while got < n:
-        p = pieces.pop(0)
-        if got + p.shape[1] > n:
-            k = n - got
-            pieces.insert(0, p[:, k:])
-            p = p[:, :k]
-        out.append(p)
-        got += p.shape[1]
-    return out[0] if len(out) == 1 else torch.cat(out, 1)
 
 
 def fit(
