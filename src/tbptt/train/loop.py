@@ -439,7 +439,7 @@ class Trainer:
         same = ckpt is not None and run_dir_of(ckpt).resolve() == self.run_dir.resolve()
         if same:
             self.run = RunFolder.open(self.run_dir)
-        elif restart and (self.run_dir / "run.json").exists():
+        elif restart and RunFolder.holds_run(self.run_dir):
             self.run = RunFolder.open(self.run_dir)
             self.run.restart()
             self.run.write_config(self.config)

@@ -123,7 +123,9 @@ class RunFolder:
         the folder already holds a run (or another process claims it first)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        if find_checkpoints(path / "checkpoints") or (path / "metrics.jsonl").exists():
+        if (path / RUN_FILE).exists():
+            raise cls._taken(path, None)
+        if cls.holds_run(path):
             raise cls._taken(path, "a run of an older tbptt version")
         try:
             fd = os.open(path / RUN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -174,6 +176,16 @@ class RunFolder:
         if not path.is_dir():
             raise RunFolderError(f"run folder {str(path)!r} does not exist.")
         return cls(path, cls._read_meta(path, adopt=False), None)
+
+    @staticmethod
+    def holds_run(path: str | Path) -> bool:
+        """Whether ``path`` holds a run (of this or an older tbptt version)."""
+        path = Path(path)
+        return (
+            (path / RUN_FILE).exists()
+            or bool(find_checkpoints(path / "checkpoints"))
+            or (path / "metrics.jsonl").exists()
+        )
 
     @staticmethod
     def _taken(path: Path, what: str | None) -> RunFolderError:
