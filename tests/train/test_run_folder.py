@@ -15,6 +15,7 @@ from test_train_loop import batcher, make_trainer, params
 from tbptt import TBPTT
 from tbptt.train import CheckpointError, NonFiniteError
 from tbptt.train.checkpoint import find_checkpoints, load_checkpoint, save_checkpoint
+from tbptt.train.metrics import read_jsonl
 from tbptt.train.run import RunFolder, RunFolderError
 
 
@@ -29,7 +30,7 @@ def test_two_runs_racing_for_one_folder_exactly_one_trains(tmp_path):
     run = json.loads((tmp_path / "runs/same/run.json").read_text())
     ckpts = find_checkpoints(tmp_path / "runs/same/checkpoints")
     assert ckpts and all(load_checkpoint(p)["run_id"] == run["run_id"] for p in ckpts)
-    updates = [json.loads(line)["update"] for line in open(tmp_path / "runs/same/metrics.jsonl")]
+    updates = [r["update"] for r in read_jsonl(tmp_path / "runs/same/metrics.jsonl")]
     assert updates == sorted(updates)  # one writer: no interleaved records
 
 
@@ -46,7 +47,7 @@ def test_fit_refuses_a_folder_that_holds_a_run_unless_asked(tmp_path):
     first.fit(batcher(), updates=10)
     metrics = (tmp_path / "metrics.jsonl").read_bytes()
     ckpts = {p.name: p.read_bytes() for p in find_checkpoints(tmp_path / "checkpoints")}
-    with pytest.raises(RunFolderError, match="already holds run .* restart=True"):
+    with pytest.raises(RunFolderError, match=r"already holds run .* restart=True"):
         make_trainer(tmp_path, TBPTT(8)).fit(batcher(), updates=10)
     assert (tmp_path / "metrics.jsonl").read_bytes() == metrics  # untouched
     assert {p.name: p.read_bytes() for p in find_checkpoints(tmp_path / "checkpoints")} == ckpts
@@ -64,7 +65,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
     foreign = find_checkpoints(tmp_path / "a/checkpoints")[-1]  # update 6: newer than b's
     planted = tmp_path / "b/checkpoints" / foreign.name
     planted.write_bytes(foreign.read_bytes())
-    with pytest.raises(CheckpointError, match="belongs to run .* not to run"):
+    with pytest.raises(CheckpointError, match=r"belongs to run .* not to run"):
         make_trainer(tmp_path / "b", TBPTT(8)).fit(batcher(), updates=8, resume=planted)
     # resuming the folder takes the run's own newest checkpoint, not the planted newer one,
     # and keep-N pruning never deletes the run's history because of the foreign file
@@ -81,7 +82,7 @@ def test_resume_from_an_older_checkpoint_never_overwrites_the_abandoned_timeline
     make_trainer(tmp_path, TBPTT(8), checkpoint_every=5, keep_checkpoints=5, log_every=2).fit(
         batcher(), updates=15
     )
-    five, ten, fifteen = find_checkpoints(tmp_path / "checkpoints")
+    five, ten, _ = find_checkpoints(tmp_path / "checkpoints")
     old_ten = ten.read_bytes()
     # a changed budget from update 5: it writes update 10 again, with other contents
     again = make_trainer(tmp_path, TBPTT(8), checkpoint_every=5, keep_checkpoints=5, lr=5e-3)
@@ -89,7 +90,7 @@ def test_resume_from_an_older_checkpoint_never_overwrites_the_abandoned_timeline
     again.fit(batcher(), updates=12, resume=five)
     assert (tmp_path / "abandoned-1" / "step-00000010.pt").read_bytes() == old_ten
     assert (tmp_path / "abandoned-1" / "step-00000015.pt").exists()
-    records = [json.loads(x) for x in open(tmp_path / "abandoned-1" / "metrics.jsonl")]
+    records = read_jsonl(tmp_path / "abandoned-1" / "metrics.jsonl")
     assert records and min(r["update"] for r in records) > 5  # the abandoned records are kept
     with pytest.raises(FileExistsError, match="never written over"):
         save_checkpoint({"x": torch.ones(1)}, ten)
