@@ -60,8 +60,11 @@ def main(argv: list[str] | None = None) -> float:
     engine = DistributedEngine(  # broadcasts rank 0's weights; averages each update's gradient
         tbptt.Engine(model, tbptt.losses.cross_entropy, tbptt.TBPTT(k1=25, k2=50))
     )
-    if args.resume:
-        load_checkpoint(args.ckpt, model=model, engine=engine, optimizer=opt, data=data)
+    config = {"batch": args.batch, "lr": 3e-3}  # a resume must use the same settings
+    if args.resume:  # every rank checks that all rank files come from one save of this run
+        load_checkpoint(
+            args.ckpt, model=model, engine=engine, optimizer=opt, data=data, config=config
+        )
 
     losses: list[float] = []
 
@@ -79,8 +82,10 @@ def main(argv: list[str] | None = None) -> float:
         else:  # the epoch ended: the last short chunk is trained, the streams start anew
             for update in engine.flush():
                 step(update)
-    if args.ckpt:
-        save_checkpoint(args.ckpt, model=model, engine=engine, optimizer=opt, data=data)
+    if args.ckpt:  # on every rank at the same update (refused otherwise), written durably
+        save_checkpoint(
+            args.ckpt, model=model, engine=engine, optimizer=opt, data=data, config=config
+        )
     bits = sum(losses[-10:]) / len(losses[-10:]) / math.log(2)
     if info.rank == 0:
         print(

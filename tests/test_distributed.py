@@ -15,6 +15,7 @@ All scenarios run in one spawn of two processes (process start-up dominates the 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -105,6 +106,14 @@ def train(model, opt, engine, data, stop_after: int | None = None) -> list[float
     return losses
 
 
+def _error_of(call) -> str | None:
+    try:
+        call()
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _worker(rank: int, world: int, tmp: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{tmp}/store", rank=rank, world_size=world)
@@ -124,6 +133,31 @@ def _worker(rank: int, world: int, tmp: str) -> None:
     resumed = train(model2, opt2, engine2, data2)
     out["resume"] = (first, rest, resumed, [p.detach() for p in model.parameters()])
     out["resumed_params"] = [p.detach() for p in model2.parameters()]
+
+    # rank files from two different saves (rank 0 at a later update than rank 1) must not load
+    model3, opt3, engine3, data3 = build(world, rank, "tokens")
+    train(model3, opt3, engine3, data3, stop_after=1)
+    save_checkpoint(f"{tmp}/early", model=model3, engine=engine3, optimizer=opt3, data=data3)
+    if rank == 0:
+        shutil.copy(f"{tmp}/ckpt/rank00000-of-00002.pt", f"{tmp}/early/rank00000-of-00002.pt")
+    dist.barrier()
+    out["mixed"] = _error_of(
+        lambda: load_checkpoint(
+            f"{tmp}/early", model=model3, engine=engine3, optimizer=opt3, data=data3
+        )
+    )
+    # a save where the ranks stand at different updates is refused on every rank, unwritten
+    # (a local engine per rank: rank 1 has fed one piece more)
+    local_model = TinyLM()
+    local = Engine(local_model, tbptt.losses.cross_entropy, TBPTT(3))
+    for _ in range(rank + 1):
+        x = tokens(2 * 3).view(2, 3)
+        for _update in local.feed(x, x):
+            pass
+    out["uneven_save"] = _error_of(
+        lambda: save_checkpoint(f"{tmp}/uneven", model=local_model, engine=local)
+    )
+    out["uneven_files"] = os.listdir(f"{tmp}/uneven") if os.path.exists(f"{tmp}/uneven") else []
 
     # bad configuration: rank 1 feeds 3 rows, rank 0 feeds 2
     x = torch.zeros(B + rank, 4, dtype=torch.long)
@@ -199,6 +233,21 @@ def test_resume_with_another_world_size_is_a_clear_error(two_ranks):
     saved = two_ranks[0][0]["at_save"]
     for a, b in zip(weights_only, saved):
         assert torch.equal(a, b)
+
+
+def test_rank_files_of_different_saves_stop_every_rank_with_one_message(two_ranks):
+    outs = two_ranks[0]
+    assert outs[0]["mixed"] is not None and outs[0]["mixed"] == outs[1]["mixed"]
+    msg = outs[0]["mixed"]
+    assert "the ranks disagree on" in msg and "updates" in msg and "rank 0:" in msg
+    assert "rank 1:" in msg and "one save_checkpoint call" in msg
+
+
+def test_saving_ranks_at_different_updates_is_refused_everywhere(two_ranks):
+    outs = two_ranks[0]
+    assert outs[0]["uneven_save"] is not None and outs[0]["uneven_save"] == outs[1]["uneven_save"]
+    assert "save_checkpoint: the ranks disagree on" in outs[0]["uneven_save"]
+    assert outs[0]["uneven_files"] == [] and outs[1]["uneven_files"] == []
 
 
 def test_ranks_feeding_different_batch_sizes_is_a_clear_error(two_ranks):

@@ -35,10 +35,8 @@ to "tokens" when every rank has the same number of unmasked steps per update).
 from __future__ import annotations
 
 import dataclasses
-import glob
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -476,121 +474,5 @@ def _check_saved_world(saved: object, world: int) -> None:
         )
 
 
-_FILE = "rank{rank:05d}-of-{world:05d}.pt"
-_FILE_RE = re.compile(r"rank(\d{5})-of-(\d{5})\.pt$")
-
-
-def save_checkpoint(
-    directory: str | os.PathLike[str],
-    *,
-    model: nn.Module,
-    engine: Engine | DistributedEngine,
-    optimizer: torch.optim.Optimizer | None = None,
-    data: ChunkStream | None = None,
-    extra: dict[str, Any] | None = None,
-    group: Group = None,
-) -> str:
-    """Save every rank's training state; call it on every rank at the same update.
-
-    Each rank writes one file, ``directory/rank{r:05d}-of-{world:05d}.pt``, holding the model,
-    the optimizer, its engine's stream (carried state, retained window) and its data position,
-    plus torch's RNG state and ``extra``. A file per rank needs no gathering and no shared file
-    system: on several machines each rank's file stays on the machine that runs that rank.
-    Returns this rank's file name. Ends with a barrier, so the checkpoint is complete on return.
-    """
-    rank, world = _world(group)
-    if data is not None:
-        check_sharding(data, group=group)
-    inner = engine.engine if isinstance(engine, DistributedEngine) else engine
-    if not isinstance(inner, Engine):
-        raise TypeError(f"engine must be a tbptt.Engine or DistributedEngine, got {engine!r}.")
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(os.fspath(directory), _FILE.format(rank=rank, world=world))
-    payload = {
-        "format": 1,
-        "rank": rank,
-        "world_size": world,
-        "model": model.state_dict(),
-        "optimizer": None if optimizer is None else optimizer.state_dict(),
-        "engine": inner.state_dict(),
-        "data": None if data is None else data.state_dict(),
-        "rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "extra": extra,
-    }
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # never a half-written checkpoint under the real name
-    if world > 1:
-        dist.barrier(group=group)
-    return path
-
-
-def load_checkpoint(
-    directory: str | os.PathLike[str],
-    *,
-    model: nn.Module,
-    engine: Engine | DistributedEngine,
-    optimizer: torch.optim.Optimizer | None = None,
-    data: ChunkStream | None = None,
-    streams: bool = True,
-    group: Group = None,
-) -> dict[str, Any] | None:
-    """Restore what :func:`save_checkpoint` saved, on every rank; returns the saved ``extra``.
-
-    The run continues exactly (same updates, same parameters) when resumed with the same world
-    size; another world size raises a ``ValueError`` naming both. ``streams=False`` loads only
-    the model and optimizer, on any world size, and leaves the engine and data at the start of
-    new streams (their positions are per rank and do not carry over to another sharding).
-    """
-    rank, world = _world(group)
-    folder = os.fspath(directory)
-    found = sorted(glob.glob(os.path.join(folder, "rank*-of-*.pt")))
-    worlds = sorted({int(m.group(2)) for f in found if (m := _FILE_RE.search(f))})
-    if not worlds:
-        raise FileNotFoundError(
-            f"directory: no checkpoint files (rank*-of-*.pt) in {folder!r}. Pass the directory "
-            "given to save_checkpoint."
-        )
-    path = os.path.join(folder, _FILE.format(rank=rank, world=world))
-    if not os.path.exists(path):
-        if not streams:  # any rank's file has the weights
-            path = next(f for f in found if _FILE_RE.search(f))
-        elif world not in worlds:
-            _check_saved_world(worlds[0] if len(worlds) == 1 else worlds, world)
-        else:
-            raise FileNotFoundError(
-                f"directory: {folder!r} has no file for rank {rank} of {world} "
-                f"({os.path.basename(path)}). On several machines, each rank's file is on the "
-                "machine that ran that rank: resume with the same --node_rank per machine."
-            )
-    first = next(iter(model.parameters()), None)
-    device = first.device if first is not None else torch.device("cpu")
-    saved = torch.load(path, map_location=device, weights_only=True)
-    if not isinstance(saved, dict) or saved.get("format") != 1:
-        raise ValueError(f"{path!r} is not a file written by tbptt save_checkpoint.")
-    model.load_state_dict(saved["model"])
-    if optimizer is not None:
-        if saved["optimizer"] is None:
-            raise ValueError(
-                "optimizer: the checkpoint has no optimizer state (save_checkpoint was called "
-                "without optimizer=). Pass optimizer=None, or save it next time."
-            )
-        optimizer.load_state_dict(saved["optimizer"])
-    if streams:
-        _check_saved_world(saved["world_size"], world)
-        inner = engine.engine if isinstance(engine, DistributedEngine) else engine
-        inner.load_state_dict(saved["engine"])
-        if data is not None:
-            check_sharding(data, group=group)
-            if saved["data"] is None:
-                raise ValueError(
-                    "data: the checkpoint has no data position (save_checkpoint was called "
-                    "without data=). Pass data=None, or save it next time."
-                )
-            data.load_state_dict(saved["data"])
-        torch.set_rng_state(saved["rng"].cpu())
-        if saved["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in saved["cuda_rng"]])
-    extra: dict[str, Any] | None = saved["extra"]
-    return extra
+# the per-rank checkpoint files live in their own module; importable from here as before
+from tbptt.integrations.dist_checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
