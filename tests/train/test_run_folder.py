@@ -208,3 +208,29 @@ def test_amp_fp16_on_cpu_is_one_warning_line(tmp_path):
     assert code == 0, err
     warning = [line for line in err.splitlines() if "fp16" in line]
     assert warning == ["tbptt: warning: amp='fp16' runs on CUDA only; training in float32 on cpu."]
+
+
+@pytest.mark.parametrize(
+    "flags, names",
+    [
+        (["--name", "a/b"], "name must be a folder name"),
+        (["--name", ".."], "name must be a folder name"),
+        (["--threads", "-1"], "threads must be a positive integer, got -1"),
+        (["--weight-decay", "-1"], "weight_decay must be >= 0, got -1.0"),
+        (["--momentum", "-0.5"], "momentum must be >= 0"),
+        (["--temperature", "0"], "temperature must be > 0"),
+        (["--patience", "0"], "patience must be a positive integer"),
+        (["--runs-dir", "/dev/null"], "cannot be created"),
+    ],
+)
+def test_bad_run_options_are_one_line_and_leave_no_folder(
+    tmp_path, monkeypatch, capsys, flags, names
+):
+    from tbptt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main([*SERIES, "--updates", "2", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("tbptt: error: ") and err.count("\n") == 1, err
+    assert names in err
+    assert not (tmp_path / "runs").exists()

@@ -210,6 +210,22 @@ class RunConfig:
             raise ValueError(f"lr must be > 0, got {self.lr!r}.")
         if self.minutes is not None and not self.minutes > 0:
             raise ValueError(f"minutes must be > 0, got {self.minutes!r}.")
+        for name in ("weight_decay", "momentum"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
+        if self.sample_chars < 0:
+            raise ValueError(f"sample_chars must be >= 0, got {self.sample_chars!r}.")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {self.threads!r}.")
+        if self.name is not None and (
+            self.name.strip() in ("", ".", "..") or any(c in self.name for c in "/\\\0")
+        ):
+            raise ValueError(
+                f"name must be a folder name (no '/', not empty, '.' or '..'), got "
+                f"{self.name!r}. Use --runs-dir for the parent folder."
+            )
         if self.clip < 0:
             raise ValueError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}.")
         ac = self.activation_checkpointing

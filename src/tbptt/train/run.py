@@ -122,7 +122,13 @@ class RunFolder:
         """Start a new run in ``path`` (created if needed). Raises :class:`RunFolderError` if
         the folder already holds a run (or another process claims it first)."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunFolderError(
+                f"run folder {str(path)!r} cannot be created ({e.strerror}). Choose a writable "
+                "--runs-dir (and --name)."
+            ) from None
         if (path / RUN_FILE).exists():
             raise cls._taken(path, None)
         if cls.holds_run(path):
