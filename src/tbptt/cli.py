@@ -245,9 +245,14 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
     ckpt: Path | None = None
     if args.resume:
         given = Path(args.resume)
-        run = RunFolder.open(given if given.is_dir() else run_dir_of(given))
-        ckpt = latest_checkpoint(args.resume) if given.is_file() else run.latest()
-        payload = load_checkpoint(ckpt)
+        if given.is_file():  # a checkpoint file: read it before touching its folder
+            ckpt = latest_checkpoint(given)
+            payload = load_checkpoint(ckpt)
+            run = RunFolder.open(run_dir_of(ckpt))
+        else:
+            run = RunFolder.open(given)
+            ckpt = run.latest()
+            payload = load_checkpoint(ckpt)
         run.check_owner(payload, ckpt)
         saved = payload.get("config") or {}
         base = RunConfig(**{k: v for k, v in saved.items() if k in names})

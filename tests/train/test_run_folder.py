@@ -234,3 +234,15 @@ def test_bad_run_options_are_one_line_and_leave_no_folder(
     assert code == 2 and err.startswith("tbptt: error: ") and err.count("\n") == 1, err
     assert names in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_resume_from_something_that_is_not_a_run_writes_nothing_there(tmp_path, capsys):
+    from tbptt.cli import main
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("not a checkpoint")
+    for target in (other / "todo.txt", other):
+        assert main(["train", "--resume", str(target)]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+    assert sorted(p.name for p in other.iterdir()) == ["todo.txt"]

@@ -141,6 +141,11 @@ def summarize(run_dir: str | Path) -> str:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {str(run_dir)!r} does not exist.")
+    if not any((run_dir / name).exists() for name in ("run.json", "summary.json", "config.json")):
+        raise FileNotFoundError(
+            f"{str(run_dir)!r} is not a run folder (no run.json, config.json or summary.json). "
+            "Pass the folder of a run (runs/NAME)."
+        )
     lines = [f"run: {run_dir}"]
     summary_path = run_dir / "summary.json"
     summary: dict[str, Any] = {}

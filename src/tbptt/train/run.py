@@ -164,6 +164,11 @@ class RunFolder:
                 f"run folder {str(path)!r} does not exist. Pass the folder of an existing run "
                 "(runs/NAME)."
             )
+        if not cls.holds_run(path):
+            raise RunFolderError(
+                f"{str(path)!r} is not a run folder (no run.json, checkpoints or metrics). Pass "
+                "the folder of a run (runs/NAME) or one of its checkpoints."
+            )
         lock_fd = _lock(path)
         if lock_fd is None:
             raise RunFolderError(
