@@ -26,7 +26,7 @@ def test_two_runs_racing_for_one_folder_exactly_one_trains(tmp_path):
     codes = sorted(p.wait(timeout=120) for p in procs)
     assert codes == [0, 2], codes
     err = (tmp_path / "stderr.txt").read_text()
-    assert "already holds run" in err and "--resume" in err
+    assert "already holds" in err and "--resume" in err
     run = json.loads((tmp_path / "runs/same/run.json").read_text())
     ckpts = find_checkpoints(tmp_path / "runs/same/checkpoints")
     assert ckpts and all(load_checkpoint(p)["run_id"] == run["run_id"] for p in ckpts)
