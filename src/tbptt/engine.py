@@ -1,7 +1,8 @@
 """The engine: run a recurrent model over a stream chunk by chunk following a truncation rule.
 
 It owns the carried state, the graph cuts and the backward window; the user owns the loop and
-the optimizer (like accelerate). Semantics: DESIGN.md §2.
+the optimizer (like accelerate). Semantics: docs/semantics.md
+(§2 chunks and the cut, §3 stored and recompute).
 
 >>> import torch
 >>> from torch import nn

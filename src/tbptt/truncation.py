@@ -1,6 +1,6 @@
 """Truncation rules: where a stream is cut into updates and how far each update looks back.
 
-A rule answers two questions for the engine (semantics in DESIGN.md §2):
+A rule answers two questions for the engine (semantics: docs/semantics.md §2):
 
 - ``next_length(start)``: steps shown on the forward pass before the next update (k1; ``None``
   = until the stream ends);
@@ -177,7 +177,7 @@ class ARTBP(_RandomRule):
     A dependency spanning d boundaries is thus seen with probability ``prod (1 - c_j)`` and
     weighted by the inverse of that probability, so the expected sum of the updates of a stream
     equals the full-BPTT gradient of its summed loss (parameters held fixed). TBPTT never sees a
-    dependency longer than k2: it is biased (DESIGN.md §2).
+    dependency longer than k2: it is biased (docs/semantics.md §2, §6).
 
     Schedules (``c_j`` as a function of ``j``):
 
