@@ -230,6 +230,11 @@ class Engine:
         }
 
     @property
+    def batch_size(self) -> int | None:
+        """Rows of the current stream (None until its first non-empty piece is fed)."""
+        return self._batch_size
+
+    @property
     def pending_steps(self) -> int:
         """Steps fed but not yet run (they wait for their chunk to be complete)."""
         return sum(c.length for c in self._pending)
