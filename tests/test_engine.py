@@ -1,4 +1,4 @@
-"""The engine's equalities (DESIGN.md §2), training with a real optimizer, and its errors."""
+"""The engine's equalities (docs/semantics.md §2-§4), training with a real optimizer, and its errors."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The engine: run a recurrent model over a stream chunk by chunk following a truncation rule.
 
 It owns the carried state, the graph cuts and the backward window; the user owns the loop and
-the optimizer (like accelerate). Semantics: DESIGN.md §2.
+the optimizer (like accelerate). Semantics: docs/semantics.md
+(§2 chunks and the cut, §3 stored and recompute).
 
 >>> import torch
 >>> from torch import nn
@@ -39,7 +40,7 @@ from tbptt import state as st
 from tbptt.chunk import Chunk
 from tbptt.compiled import Compile
 from tbptt.state import State
-from tbptt.truncation import TruncationRule
+from tbptt.truncation import TruncationRule, is_int
 from tbptt.unroll import Break, Path, RunResult, Unroller
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -140,14 +141,18 @@ class Engine:
                 f"reduction={reduction!r}. Pass Engine(..., reduction='sum') and set the learning "
                 "rate for a sum of losses."
             )
-        if (
-            checkpoint is not None
-            and checkpoint != "sqrt"
-            and (isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1)
+        if checkpoint is not None and not (
+            (isinstance(checkpoint, str) and checkpoint == "sqrt")
+            or (is_int(checkpoint) and checkpoint >= 1)
         ):
             raise ValueError(
                 f"checkpoint must be None, 'sqrt' or a positive number of steps, got {checkpoint!r}."
             )
+        if is_int(checkpoint):
+            checkpoint = int(checkpoint)  # type: ignore[arg-type]
+        for flag, value in (("zero_grad", zero_grad), ("check_inputs", check_inputs)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r}.")
         if mode == "stored" and rule.lookback and checkpoint is not None:
             raise ValueError(
                 f"checkpoint={checkpoint!r} cannot be combined with mode='stored' and k2 > k1: the "
@@ -225,6 +230,11 @@ class Engine:
         }
 
     @property
+    def batch_size(self) -> int | None:
+        """Rows of the current stream (None until its first non-empty piece is fed)."""
+        return self._batch_size
+
+    @property
     def pending_steps(self) -> int:
         """Steps fed but not yet run (they wait for their chunk to be complete)."""
         return sum(c.length for c in self._pending)
@@ -246,7 +256,8 @@ class Engine:
                 "The iterator returned by a previous feed() was not run to its end, so its chunks "
                 "were never trained. Loop over it: `for update in engine.feed(...): opt.step()`."
             )
-        self._pending.append(chunk)
+        if chunk.length:  # an empty (B, 0) piece is legal and changes nothing
+            self._pending.append(chunk)
         return self._run_pending(final=False)
 
     def flush(self) -> Iterator[Update]:
@@ -298,6 +309,12 @@ class Engine:
             if m is not None and (not isinstance(m, Tensor) or tuple(m.shape) != bt):
                 got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
                 raise ValueError(f"{name} must be a (B, T) = {bt} bool tensor, got {got}.")
+            if m is not None and not _is_flags(m):
+                raise TypeError(
+                    f"{name} must be a bool tensor (or integers 0/1), got dtype {m.dtype}"
+                    f"{'' if m.dtype.is_floating_point else ' with other values'}. Convert it: "
+                    f"{name} > 0.5 for a float {name}, {name} != 0 for counts."
+                )
         if self._batch_size is not None and bt[0] != self._batch_size:
             raise ValueError(
                 f"inputs has {bt[0]} rows but this stream has {self._batch_size}: row b of each "
@@ -308,7 +325,8 @@ class Engine:
             raise ValueError(
                 "inputs contains NaN or inf; clean the data (e.g. torch.nan_to_num) before feeding."
             )
-        self._batch_size = bt[0]
+        if bt[1]:  # an empty piece does not fix the stream's batch size
+            self._batch_size = bt[0]
         # None stands for "no resets" / "every step counts": the update then skips the masking
         # arithmetic and the unroller skips looking for resets (one check per feed, not per run)
         reset = None if reset is None or not bool(reset.any()) else reset.to(torch.bool)
@@ -490,7 +508,7 @@ class Engine:
     def _run_window(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, int]:
         """k2 <= k1 and BPTT: [a, cut) forward only, then [cut, b) with the graph."""
         k = cut - a
-        state = st.detach(self.state)
+        state = self.state if a == 0 else st.detach(self.state)  # a learned init_state trains
         runs = []
         if k > 0:
             with torch.no_grad():
@@ -593,6 +611,15 @@ class _Rebind(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return grad, None
+
+
+def _is_flags(m: Tensor) -> bool:
+    """A reset/mask tensor: bool, or integers that are all 0 or 1."""
+    if m.dtype == torch.bool:
+        return True
+    if m.is_floating_point() or m.is_complex():
+        return False
+    return bool(((m == 0) | (m == 1)).all())
 
 
 def _masked_sum(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -20,6 +20,7 @@ from torch.func import functional_call
 from tbptt import state as st
 from tbptt.compiled import Compile, CompiledSteps, scale_grad
 from tbptt.state import State
+from tbptt.truncation import is_int
 
 Path = Literal["auto", "chunk", "step"]
 
@@ -44,11 +45,71 @@ def check_model(model: Any) -> None:
                 "future of the stream, so its state cannot be carried from chunk to chunk. "
                 "Use bidirectional=False for stateful TBPTT (or run it on whole sequences)."
             )
-    if isinstance(model, nn.RNNBase) and not model.batch_first:
-        raise ValueError(
-            f"model is a {type(model).__name__} with batch_first=False, but tbptt feeds (B, T, ...) "
-            f"tensors. Build it with {type(model).__name__}(..., batch_first=True)."
+    for name, m in model.named_modules():  # wrapped layers too: with k1 == B nothing else fails
+        if isinstance(m, nn.RNNBase) and not m.batch_first:
+            where = f"model.{name}" if name else "model"
+            kind = type(m).__name__
+            raise ValueError(
+                f"{where} is a {kind} with batch_first=False, but tbptt feeds (B, T, ...) "
+                f"tensors: it would train with time and batch swapped. Build it with "
+                f"{kind}(..., batch_first=True)."
+            )
+
+
+def check_rnn_state(model: Any, state: State, batch_size: int, what: str) -> None:
+    """For a bare nn.LSTM/GRU/RNN, ``state`` must be its own layout: ``(h, c)`` for nn.LSTM,
+    ``h`` otherwise, each leaf (num_layers, B or 1, H). Raise a ValueError naming ``what``."""
+    if not isinstance(model, nn.RNNBase) or state is None:
+        return
+    kind, layers, hidden = type(model).__name__, model.num_layers, model.hidden_size
+    if isinstance(model, nn.LSTM):
+        sizes = [model.proj_size or hidden, hidden]
+        leaves = list(state) if isinstance(state, (tuple, list)) and len(state) == 2 else None
+        want = f"a pair (h, c) of shapes ({layers}, B, {sizes[0]}) and ({layers}, B, {hidden})"
+        fix = "Pass init_state=(h0, c0)"
+    else:
+        sizes, leaves = [hidden], [state] if isinstance(state, Tensor) else None
+        want = f"one tensor h of shape ({layers}, B, {hidden})"
+        fix = "Pass init_state=h0"
+    ok = leaves is not None and all(
+        isinstance(t, Tensor)
+        and t.dim() == 3
+        and t.shape[0] == layers
+        and t.shape[2] == size
+        and t.shape[1] in (batch_size, 1)
+        for t, size in zip(leaves, sizes)
+    )
+    if ok:
+        return
+    if isinstance(state, Tensor):
+        got = f"a tensor of shape {tuple(state.shape)}"
+    elif isinstance(state, (tuple, list)):
+        got = (
+            f"a {type(state).__name__} of shapes {[tuple(getattr(t, 'shape', ())) for t in state]}"
         )
+    else:
+        got = type(state).__name__
+    raise ValueError(
+        f"{what} for this {kind} must be {want} with B = {batch_size} rows (or 1), got {got}. "
+        f"{fix}, in nn.{kind}'s layout (num_layers, B, H) even with batch_first=True: "
+        "h0.transpose(0, 1).contiguous() turns a batch-first (B, num_layers, H) into it."
+    )
+
+
+def _check_tree(what: str, state: State) -> None:
+    """Raise a TypeError naming ``what`` unless ``state`` is a tensor or a tuple/list/dict of them."""
+    if isinstance(state, Tensor):
+        return
+    items = state.values() if isinstance(state, dict) else state
+    if isinstance(state, (tuple, list, dict)) and len(items) > 0:
+        for item in items:
+            _check_tree(what, item)
+        return
+    raise TypeError(
+        f"{what} must be a tensor or a (nested) tuple/list/dict of tensors, got "
+        f"{type(state).__name__}{' (empty)' if isinstance(state, (tuple, list, dict)) else ''}. "
+        "For nn.LSTM pass (h0, c0); for nn.GRU/RNN pass h0; or a callable batch_size -> state."
+    )
 
 
 @dataclass
@@ -102,8 +163,15 @@ class Unroller:
             )
         # the step path's loop, compiled when due (tbptt.compiled); None on the chunk path
         self.steps = CompiledSteps(model, compile) if self.path == "step" else None
+        if init_state is not None and not callable(init_state):
+            _check_tree("init_state", init_state)
+        if state_batch_dim is not None and (not is_int(state_batch_dim) or state_batch_dim < 0):
+            raise ValueError(
+                f"state_batch_dim must be None or the index (>= 0) of the batch dim in every "
+                f"state leaf, got {state_batch_dim!r}. Pass e.g. state_batch_dim=0."
+            )
         self.init_state = init_state
-        self.state_batch_dim = state_batch_dim
+        self.state_batch_dim = None if state_batch_dim is None else int(state_batch_dim)
         self._holder = _Holder(model) if isinstance(model, nn.Module) else None
         self._has_rnn = _contains_rnn(model)  # (layers, B, H) states: batch dim 1
         self.runs = 0  # model calls (chunk path) or step loops (step path) so far
@@ -138,6 +206,7 @@ class Unroller:
                 "model's state keeps the batch elsewhere, pass state_batch_dim=...; if the model is "
                 "an RNN with batch_first=False, build it with batch_first=True."
             )
+        check_rnn_state(self.model, state, batch_size, what)
 
     def reset(self, state: State, rows: Tensor, batch_size: int) -> State:
         if state is None:  # every row is at its initial state already
