@@ -125,7 +125,9 @@ def test_online_with_checkpointing_and_k2_below_k1_still_exact() -> None:
         grads, spans = _engine_grads(m, Online(7), x, y, reset, checkpoint=2)
         per_step = _sq(loop(m, x, reset), y)
         for got, (a, b) in zip(grads, spans):
-            want = torch.autograd.grad(per_step[:, a:b].sum(), list(m.parameters()), retain_graph=True)
+            want = torch.autograd.grad(
+                per_step[:, a:b].sum(), list(m.parameters()), retain_graph=True
+            )
             for g, w in zip(got, want):
                 torch.testing.assert_close(g, w, rtol=0, atol=1e-10)
     finally:
@@ -137,7 +139,7 @@ def test_truncation_misses_what_online_sees() -> None:
     torch.set_default_dtype(torch.float64)
     try:
         torch.manual_seed(0)
-        m, loop = _model("mingru")
+        m, _ = _model("mingru")
         x, y, reset = _stream()
         tb, _ = _engine_grads(m, TBPTT(7), x, y, reset)
         on, _ = _engine_grads(m, Online(7), x, y, reset)

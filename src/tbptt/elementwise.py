@@ -183,7 +183,13 @@ class ElementwiseStack(nn.Module):
     """
 
     def __init__(
-        self, input_size: int, hidden: int, layers: int = 1, *, cell: str = "mingru", dropout: float = 0.0
+        self,
+        input_size: int,
+        hidden: int,
+        layers: int = 1,
+        *,
+        cell: str = "mingru",
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         make = {"mingru": MinGRU, "lru": LRU}[cell]

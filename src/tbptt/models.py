@@ -21,7 +21,13 @@ from torch import Tensor, nn
 from tbptt.elementwise import LRU, ElementwiseStack, MinGRU
 
 Cell = Literal["lstm", "gru", "rnn", "mingru", "lru"]
-CELLS: dict[str, Any] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "mingru": MinGRU, "lru": LRU}
+CELLS: dict[str, Any] = {
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+    "rnn": nn.RNN,
+    "mingru": MinGRU,
+    "lru": LRU,
+}
 
 __all__ = ["CELLS", "LRU", "CharRNN", "ElementwiseStack", "MinGRU", "SeriesRNN", "make_rnn"]
 

@@ -72,7 +72,7 @@ def scan(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
         h0 = b.new_zeros(b.shape[0], b.shape[2])
     if a.shape[1] == 0:
         return b
-    return _Scan.apply(a, b, h0.to(b.dtype))  # type: ignore[no-any-return]
+    return _Scan.apply(a, b, h0.to(b.dtype))
 
 
 def scan_loop(a: Tensor, b: Tensor, h0: Tensor | None = None) -> Tensor:
