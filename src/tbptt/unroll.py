@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from tbptt import state as st
-from tbptt.online import graph_cut
 from tbptt.compiled import Compile, CompiledSteps, scale_grad
+from tbptt.online import graph_cut
 from tbptt.state import State
 
 Path = Literal["auto", "chunk", "step"]
