@@ -205,7 +205,8 @@ class Engine:
         k2 > k1; ``ARTBP factor``, on the chunk path; ``checkpoint segment``; ``saved state``,
         recompute mode; ``replayed state``, after loading a checkpoint); ``compiled``: the step
         path's :attr:`tbptt.compiled.CompiledSteps.stats` (None on the chunk path, which is one
-        fused call per run already).
+        fused call per run already); ``online``: under an online rule (:class:`tbptt.online.Online`)
+        the number of online layers and what is exact (None otherwise).
 
         >>> from torch import nn
         >>> from tbptt import TBPTT, losses
