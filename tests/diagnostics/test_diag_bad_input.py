@@ -198,3 +198,21 @@ def test_explain_steps_capped_in_one_line(capsys):
 
 def test_explain_k2_without_k1_exits_2(capsys):
     assert "--k2 3 needs --k1" in error_line(capsys, "explain", "--k2", "3")
+
+
+def test_sweep_refuses_a_study_of_another_grid(files, capsys):
+    """Reusing --study-name with another grid used to mix both sweeps' trials silently."""
+    options = ["--corpus", "text.txt", "--updates", "2", "--hidden", "4", "--batch-size", "2"]
+    storage = ["--storage", f"sqlite:///{files / 's.db'}"]
+    assert main(["sweep", "--lengths", "4", *options, *storage]) == 0
+    capsys.readouterr()
+    line = error_line(capsys, "sweep", "--k1s", "4,8", "--k2s", "8", *options, *storage)
+    assert "study 'tbptt-sweep' in storage" in line and "holds a sweep of another grid" in line
+    assert "--study-name" in line
+
+
+def test_sweep_takes_numpy_integers():
+    from tbptt.diagnostics import sweep
+
+    result = sweep(lambda k1, k2: {"val_loss": float(k2)}, k1s=np.array([2, 4]), k2s=[np.int64(4)])
+    assert sorted((t["k1"], t["k2"]) for t in result.trials) == [(2, 4), (4, 4)]

@@ -437,7 +437,7 @@ def _sweep_storage(storage: str | None) -> None:
 
 def sweep_command(args: argparse.Namespace) -> int:
     from tbptt.diagnostics.objective import check_objective, trainer_objective
-    from tbptt.diagnostics.sweep import sweep
+    from tbptt.diagnostics.sweep import StudyMismatch, sweep
 
     options = {
         "corpus": args.corpus,
@@ -454,15 +454,18 @@ def sweep_command(args: argparse.Namespace) -> int:
         check_objective(max(a for a, _ in points), max(b for _, b in points), **options)
     except BAD_INPUT as e:
         return _fail(str(e))
-    result = sweep(
-        trainer_objective(**options),
-        lengths=args.lengths,
-        k1s=args.k1s,
-        k2s=args.k2s,
-        storage=args.storage,
-        study_name=args.study_name,
-        n_trials=args.n_trials,
-    )
+    try:
+        result = sweep(
+            trainer_objective(**options),
+            lengths=args.lengths,
+            k1s=args.k1s,
+            k2s=args.k2s,
+            storage=args.storage,
+            study_name=args.study_name,
+            n_trials=args.n_trials,
+        )
+    except StudyMismatch as e:
+        return _fail(str(e))
     print(result.summary())
     if args.plot_dir:
         args.plot_dir.mkdir(parents=True, exist_ok=True)

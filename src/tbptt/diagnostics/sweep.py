@@ -15,6 +15,7 @@ ran or is running is pruned before it trains).
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +25,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["SweepResult", "grid", "load_sweep", "sweep"]
+__all__ = ["StudyMismatch", "SweepResult", "grid", "load_sweep", "sweep"]
 
 TrainFn = Callable[[int, int], dict[str, float]]
+
+
+class StudyMismatch(ValueError):
+    """The study named in the storage holds a sweep of another grid."""
 
 
 @dataclass
@@ -176,6 +181,15 @@ def sweep(
     study = optuna.create_study(
         study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True
     )
+    saved = study.user_attrs.get("grid")
+    if saved is not None and saved != space:
+        raise StudyMismatch(
+            f"study {study_name!r} in storage {storage!r} holds a sweep of another grid "
+            f"({saved}, now {space}); mixing them would mix their trials. Pass another "
+            "study_name (--study-name) or the same grid."
+        )
+    if saved is None:
+        study.set_user_attr("grid", space)
     # The grid sampler shuffles the grid with its seed and maps trial numbers (unique in the
     # storage) to grid points: one fixed seed makes every process agree on that map.
     study.sampler = optuna.samplers.GridSampler(space, seed=0)
@@ -237,12 +251,15 @@ def grid(
     for name, values in (("lengths", lengths), ("k1s", k1s), ("k2s", k2s)):
         if values is not None and (
             not len(values)
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
+            or any(
+                isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values
+            )
         ):
             raise ValueError(
                 f"{name} must be a non-empty list of positive integers, got {values!r}; "
                 f"e.g. {name}=[16, 32, 64]."
             )
+    lengths, k1s, k2s = (None if v is None else [int(k) for k in v] for v in (lengths, k1s, k2s))
     if lengths is not None:
         if k1s is not None or k2s is not None:
             raise ValueError(
