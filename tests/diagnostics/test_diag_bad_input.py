@@ -216,3 +216,18 @@ def test_sweep_takes_numpy_integers():
 
     result = sweep(lambda k1, k2: {"val_loss": float(k2)}, k1s=np.array([2, 4]), k2s=[np.int64(4)])
     assert sorted((t["k1"], t["k2"]) for t in result.trials) == [(2, 4), (4, 4)]
+
+
+def test_suggest_constant_series(files, capsys):
+    (files / "const.csv").write_text("\n".join(["5"] * 40))
+    line = error_line(capsys, "suggest", "const.csv")
+    assert "series is constant (all 40 values are 5): its ACF is undefined" in line
+
+
+def test_suggest_ragged_row_is_not_read_from_another_column(files, capsys):
+    """A short row used to give its first cell as the last column's value."""
+    (files / "ragged.csv").write_text(
+        "a,b\n1,2\n3\n" + "".join(f"{i},{i % 7}\n" for i in range(40))
+    )
+    line = error_line(capsys, "suggest", "ragged.csv")
+    assert "line 3 of 'ragged.csv' has 1 cell(s), the header 2" in line

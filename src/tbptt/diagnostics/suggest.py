@@ -160,6 +160,11 @@ def suggest(
         raise ValueError(f"series must have at least 16 values, got {n}. Give a longer series.")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; e.g. alpha=0.05.")
+    if np.ptp(x) == 0:
+        raise ValueError(
+            f"series is constant (all {n} values are {x[0]:g}): its ACF is undefined. Give a "
+            "series that varies (check the column)."
+        )
     limit = n // 2 - 1
     if max_lag is None:
         max_lag = limit
@@ -291,7 +296,7 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
         try:
             from pmdarima import datasets
         except ImportError:
-            raise ImportError(
+            raise ModuleNotFoundError(
                 f"The built-in series {name!r} comes from pmdarima: pip install 'tbptt[diagnostics]'"
                 " (or pip install pmdarima)."
             ) from None
@@ -316,11 +321,18 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
         header, rows = rows[0], rows[1:]
     if not rows:
         raise ValueError(f"DATA {name!r} holds no rows of numbers. Give a file of numbers.")
-    col = _column_index(column, header, len(rows[0]), name)
+    width = len(header if header is not None else rows[0])
+    col = _column_index(column, header, width, name)
     label = repr(header[col]) if header and -len(header) <= col < len(header) else str(col)
     values = []
     for i, r in enumerate(rows):
-        cell = r[col].strip() if -len(r) <= col < len(r) else ""
+        if len(r) != width:
+            raise ValueError(
+                f"line {i + 1 + (header is not None)} of {name!r} has {len(r)} cell(s), the "
+                f"{'header' if header is not None else 'first line'} {width}: the columns "
+                "would not line up. Fix that line (an empty cell is written 'a,,c')."
+            )
+        cell = r[col].strip()
         value = float(cell) if _numeric(cell) else math.nan
         if not math.isfinite(value):
             what = f"holds {cell!r}, not a finite number" if cell else "is empty"
