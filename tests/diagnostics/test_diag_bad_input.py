@@ -170,7 +170,7 @@ def test_sweep_model_or_lengths_too_big_for_memory(files, capsys):
 # -- bias ------------------------------------------------------------------------------------------
 def test_bias_length_and_train_updates_bounded(capsys):
     line = error_line(capsys, "bias", "--length", "100000")
-    assert "--length 100000 is more than 4096" in line
+    assert "--length 100000 is more than 1024" in line
     line = error_line(capsys, "bias", "--train-updates", "100000")
     assert "--train-updates 100000 with --length 64 needs 16,000,258 characters" in line
     assert "Use --train-updates" in line
