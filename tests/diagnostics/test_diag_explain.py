@@ -1,4 +1,4 @@
-"""explain(): the data behind the unrolled picture match the semantics of TBPTT.cut, restated here per step."""
+"""explain(): the data behind the unrolled picture match docs/semantics.md §2, restated here per step."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Explain TBPTT(k1, k2): the unrolled network, which losses each update injects, how far back.
 
-The data come from the truncation rule itself (:meth:`tbptt.TBPTT.cut`, the definition the
-engine follows), so the picture shows what the engine does:
+The data come from the truncation rule itself (:meth:`tbptt.TBPTT.cut`, the semantics of
+docs/semantics.md §2), so the picture shows what the engine does:
 
 - the forward pass runs every step once, carrying the state from step to step;
 - after each chunk ``[start, stop)`` of ``k1`` steps there is one update; it holds constant the
@@ -188,7 +188,7 @@ def explain(k1: int | None, k2: int | None, steps: int) -> Explanation:
     """The unrolled picture of TBPTT(k1, k2) (``k1=None``: full BPTT) over ``steps`` steps.
 
     ``k2=None`` means ``k2 = k1``. The plan of each update comes from the rule's ``cut``, the
-    definition the engine follows (``TBPTT.cut``; Williams & Peng 1990 for k2 > k1).
+    definition the engine follows (docs/semantics.md §2; Williams & Peng 1990 for k2 > k1).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}; e.g. steps=12.")
