@@ -268,8 +268,8 @@ def bias_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["char", "influence"],
         default="char",
         help="char: a char-LSTM (briefly trained) on a built-in text; influence: influence "
-        "balancing (UORO), whose truncations shorter than 41 steps have the wrong sign once "
-        "the sample is long enough (the default 160 steps)",
+        "balancing (UORO), whose short truncations have the wrong sign once the sample is "
+        "long enough: k2 <= 34 at the default 160 steps, k2 <= 40 in the steady state",
     )
     p.add_argument("--k1", type=_positive, default=1, help="forward steps per update (default 1)")
     p.add_argument(
