@@ -1,7 +1,7 @@
 """Explain TBPTT(k1, k2): the unrolled network, which losses each update injects, how far back.
 
 The data come from the truncation rule itself (:meth:`tbptt.TBPTT.cut`, the semantics of
-DESIGN.md §2), so the picture shows what the engine does:
+docs/semantics.md §2), so the picture shows what the engine does:
 
 - the forward pass runs every step once, carrying the state from step to step;
 - after each chunk ``[start, stop)`` of ``k1`` steps there is one update; it holds constant the
@@ -35,7 +35,30 @@ from tbptt.truncation import BPTT, TBPTT, TruncationRule
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Explanation", "UpdatePlan", "explain"]
+__all__ = ["MAX_STEPS", "Explanation", "UpdatePlan", "explain", "rule_of"]
+
+MAX_STEPS = 100  # the widest picture drawn: (steps / k1) rows of `steps` cells each
+
+
+def rule_of(k1: int | None, k2: int | None = None) -> TruncationRule:
+    """The truncation rule the diagnostics draw and measure: ``BPTT()`` for ``k1=None``, else
+    ``TBPTT(k1, k2)`` (``k2=None``: ``k2 = k1``). The one place the diagnostics build rules.
+
+    >>> rule_of(None), rule_of(4, 8)
+    (BPTT(), TBPTT(k1=4, k2=8))
+    """
+    if k1 is None:
+        if k2 is not None:
+            raise ValueError(
+                f"k2={k2!r} needs k1 (without k1 the rule is full BPTT); pass k1 as well."
+            )
+        return BPTT()
+    return TBPTT(k1, k2)
+
+
+def rule_label(rule: TruncationRule) -> str:
+    """How the pictures name a rule: ``"BPTT"`` or ``"TBPTT(k1=4, k2=8)"``."""
+    return "BPTT" if isinstance(rule, BPTT) else repr(rule)
 
 
 @dataclass(frozen=True)
@@ -165,12 +188,18 @@ def explain(k1: int | None, k2: int | None, steps: int) -> Explanation:
     """The unrolled picture of TBPTT(k1, k2) (``k1=None``: full BPTT) over ``steps`` steps.
 
     ``k2=None`` means ``k2 = k1``. The plan of each update comes from the rule's ``cut``, the
-    definition the engine follows (DESIGN.md §2; Williams & Peng 1990 for k2 > k1).
+    definition the engine follows (docs/semantics.md §2; Williams & Peng 1990 for k2 > k1).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}; e.g. steps=12.")
-    rule: TruncationRule = BPTT() if k1 is None else TBPTT(k1, k2)
-    label = "BPTT" if k1 is None else f"TBPTT(k1={k1}, k2={k2 if k2 is not None else k1})"
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"steps={steps} is more than the {MAX_STEPS} steps a picture can show (its size "
+            f"grows as steps^2 / k1); pass steps <= {MAX_STEPS}: past the first k2 steps the "
+            "pattern repeats every k1 steps."
+        )
+    rule = rule_of(k1, k2)
+    label = rule_label(rule)
     updates: list[UpdatePlan] = []
     a = 0
     while a < steps:
