@@ -191,3 +191,11 @@ def test_reset_rows_checks_rows():
         reset_rows(h, torch.tensor([0, 1, 0]), None, batch_dim=1)
     with pytest.raises(ValueError, match=r"rows has 3 entries.*batch dim 0.*batch_dim="):
         reset_rows(h, torch.tensor([False, True, False]), None, batch_dim=0)
+
+
+def test_a_wrong_state_batch_dim_is_caught_on_the_returned_state():
+    # the GRU's state (1, B, H) read at dim 0 has 1 row: it looked like a shared row
+    engine = Engine(nn.GRU(2, 3, batch_first=True), tbptt.losses.mse, TBPTT(4), state_batch_dim=0)
+    x, y = xy()
+    with pytest.raises(ValueError, match=r"the state returned by the model.*state_batch_dim"):
+        list(engine.feed(x, y))

@@ -189,12 +189,14 @@ class Unroller:
         return st.tree_map(lambda t: 1 if self._has_rnn and t.dim() == 3 else 0, state)
 
     def check_state(self, state: State, batch_size: int, what: str) -> None:
-        """Raise if a leaf's batch dim does not have ``batch_size`` (or 1) rows."""
+        """Raise if a leaf's batch dim does not have ``batch_size`` rows (or 1, for the shared
+        rows of an initial state; a state the model returns has one per row)."""
         dims = self.batch_dims(state)
         bad: list[str] = []
+        rows = (batch_size, 1) if what == "init_state" else (batch_size,)
 
         def check(t: Tensor, d: int) -> Tensor:
-            if d >= t.dim() or t.shape[d] not in (batch_size, 1):
+            if d >= t.dim() or t.shape[d] not in rows:
                 bad.append(f"shape {tuple(t.shape)} (batch dim {d})")
             return t
 
