@@ -199,3 +199,44 @@ def test_a_wrong_state_batch_dim_is_caught_on_the_returned_state():
     x, y = xy()
     with pytest.raises(ValueError, match=r"the state returned by the model.*state_batch_dim"):
         list(engine.feed(x, y))
+
+
+@pytest.mark.parametrize(
+    "init",
+    [torch.zeros(1, 4, 3), (torch.zeros(4, 1, 3), torch.zeros(4, 1, 3))],
+    ids=["bare tensor", "batch-first"],
+)
+def test_init_state_for_an_lstm_inside_a_wrapper(init):
+    engine = Engine(
+        Wrapped(nn.LSTM(2, 3, batch_first=True)), tbptt.losses.mse, TBPTT(4), init_state=init
+    )
+    x, y = xy()
+    with pytest.raises(
+        ValueError, match=r"init_state does not match.*\(\(1, B, 3\), \(1, B, 3\)\)"
+    ):
+        list(engine.feed(x, y))
+
+
+def test_init_state_probe_changes_nothing():
+    # the probe runs once, in eval mode, with the RNG restored: dropout masks are the same
+    class Drop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.drop = (
+                nn.GRU(2, 3, num_layers=2, batch_first=True, dropout=0.5),
+                nn.Dropout(0.3),
+            )
+
+        def forward(self, x, h):
+            y, h = self.rnn(self.drop(x), h)
+            return y, h
+
+    x, y = xy()
+    losses = []
+    for init in (None, torch.zeros(2, 4, 3)):
+        torch.manual_seed(0)
+        model = Drop()
+        engine = Engine(model, tbptt.losses.mse, TBPTT(4), init_state=init)
+        losses.append(torch.stack([u.loss for u in engine.feed(x, y)]))
+        assert model.training
+    assert torch.equal(losses[0], losses[1])

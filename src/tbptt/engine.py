@@ -429,6 +429,7 @@ class Engine:
         self._scales = self.rule.grad_scales(a, b)
         if a == 0:
             self.state = self._start_state(chunk.batch_size)
+            self.unroller.check_init(chunk.inputs)
         if self.zero_grad:
             for p in self._params:
                 p.grad = None
