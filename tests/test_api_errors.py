@@ -240,3 +240,16 @@ def test_init_state_probe_changes_nothing():
         losses.append(torch.stack([u.loss for u in engine.feed(x, y)]))
         assert model.training
     assert torch.equal(losses[0], losses[1])
+
+
+def test_scaled_lr_takes_numpy_numbers():
+    from tbptt.optim import scaled_lr
+
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5)
+    with scaled_lr(opt, np.float32(0.5)):
+        assert opt.param_groups[0]["lr"] == 0.25
+    with (
+        pytest.raises(ValueError, match="factor must be a finite number >= 0"),
+        scaled_lr(opt, np.float64("nan")),
+    ):
+        pass
