@@ -36,6 +36,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from tbptt import online
 from tbptt import state as st
 from tbptt.chunk import Chunk
 from tbptt.compiled import Compile
@@ -169,6 +170,7 @@ class Engine:
                 "nn.Module or use mode='recompute'."
             )
         self.unroller = Unroller(model, path, init_state, state_batch_dim, compile)
+        self._online = _online_layers(model, rule, self.unroller.path)
         self.model = model
         self.loss_fn = loss_fn
         self.rule = rule
@@ -211,7 +213,8 @@ class Engine:
         k2 > k1; ``ARTBP factor``, on the chunk path; ``checkpoint segment``; ``saved state``,
         recompute mode; ``replayed state``, after loading a checkpoint); ``compiled``: the step
         path's :attr:`tbptt.compiled.CompiledSteps.stats` (None on the chunk path, which is one
-        fused call per run already).
+        fused call per run already); ``online``: under an online rule (:class:`tbptt.online.Online`)
+        the number of online layers and what is exact (None otherwise).
 
         >>> from torch import nn
         >>> from tbptt import TBPTT, losses
@@ -230,6 +233,9 @@ class Engine:
             "runs": unroller.runs,
             "split_by": dict(unroller.split_by),
             "compiled": None if unroller.steps is None else unroller.steps.stats,
+            "online": {"layers": len(self._online), "exact": online.EXACT}
+            if self._online
+            else None,
         }
 
     @property
@@ -431,9 +437,11 @@ class Engine:
         a, b = self.position, self.position + chunk.length
         cut = self.rule.cut(a, b)
         self._scales = self.rule.grad_scales(a, b)
+        for layer in online.online_layers(self.model):  # another engine may share the model
+            layer.online = bool(self._online)
         if a == 0:
             self.state = self._start_state(chunk.batch_size)
-            self.unroller.check_init(chunk.inputs)
+            self.unroller.check_init(chunk.inputs)  # after the online switch: the same state
         if self.zero_grad:
             for p in self._params:
                 p.grad = None
@@ -517,9 +525,9 @@ class Engine:
         runs = []
         if k > 0:
             with torch.no_grad():
-                runs.append(self._run(_slice(chunk, 0, k), a, state))
+                runs.append(self._run(_slice(chunk, 0, k), a, state, cut=True))
             state = runs[0].state
-        runs.append(self._run(_slice(chunk, k, chunk.length) if k else chunk, cut, state))
+        runs.append(self._run(_slice(chunk, k, chunk.length) if k else chunk, cut, state, cut=True))
         self.state = st.detach(runs[-1].state)
         if len(runs) == 1:
             return runs[0].outputs, runs[0].losses, k
@@ -531,7 +539,7 @@ class Engine:
         assert self._window_start == cut, (self._window_start, cut)
         state = self._start_state(chunk.batch_size) if cut == 0 else self._window_state
         next_cut = self.rule.cut(b, b + (self.rule.next_length(b) or 1))
-        run = self._run(window, cut, state, saves=[next_cut])
+        run = self._run(window, cut, state, saves=[next_cut], cut=True)
         self.state = st.detach(run.state)
         self._window_state = run.saved[next_cut]
         self._window, self._window_start = _slice(window, next_cut - cut, window.length), next_cut
@@ -625,6 +633,21 @@ def _is_flags(m: Tensor) -> bool:
     if m.is_floating_point() or m.is_complex():
         return False
     return bool(((m == 0) | (m == 1)).all())
+
+
+def _online_layers(model: Any, rule: TruncationRule, path: str) -> list[online.OnlineLayer]:
+    """The model's online layers when ``rule`` asks for online gradients (else none)."""
+    if not getattr(rule, "online", False):
+        return []
+    layers = online.online_layers(model)
+    if not layers or path != "chunk":
+        raise ValueError(
+            f"rule={rule!r} trains with exact online gradients, which need a model with minGRU or "
+            f"LRU layers (tbptt.models.MinGRU / LRU) run on the chunk path; got "
+            f"{type(model).__name__} with {len(layers)} such layers on the {path} path. Use "
+            "TBPTT(k1) for other models."
+        )
+    return layers
 
 
 def _masked_sum(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:

@@ -19,6 +19,7 @@ from torch.func import functional_call
 
 from tbptt import state as st
 from tbptt.compiled import Compile, CompiledSteps, scale_grad
+from tbptt.online import graph_cut
 from tbptt.state import State
 from tbptt.truncation import is_int
 
@@ -291,6 +292,7 @@ class Unroller:
         checkpoint: int | None = None,
         params: Mapping[str, Tensor] | None = None,
         replace: Mapping[int, State] | None = None,
+        cut: bool = False,
     ) -> RunResult:
         """Run over stream steps ``[start, start + L)`` from ``state`` (entering ``start``).
 
@@ -301,10 +303,18 @@ class Unroller:
         that crosses into that step (ARTBP); ``checkpoint``: keep only each segment's incoming
         state and recompute its activations in the backward, segments of this many steps
         (Gruslys et al. 2016); ``params``: parameter tensors to use instead of the module's own;
-        ``replace``: step -> the state to continue from there instead (replaying a saved stream).
+        ``replace``: step -> the state to continue from there instead (replaying a saved stream);
+        ``cut``: the caller cut ``state``'s graph (detached it). The model is told of every cut
+        (this one, breaks, replaced states) through :func:`tbptt.online.graph_cut`.
         """
         plan = _Plan(
-            set(breaks), set(saves), dict(scales or {}), checkpoint, loss_fn, dict(replace or {})
+            set(breaks),
+            set(saves),
+            dict(scales or {}),
+            checkpoint,
+            loss_fn,
+            dict(replace or {}),
+            cut,
         )
         if params is not None:
             assert self._holder is not None
@@ -322,8 +332,10 @@ class Unroller:
         loss_fn: Callable[[Tensor, Tensor], Tensor],
         factors: Tensor | None,
         compiled: bool = True,
+        cut: bool = False,
     ) -> tuple[Tensor, Tensor, State]:
-        y, state = self._call(x, state, factors, compiled)  # (B, l, ...)
+        with graph_cut(cut):
+            y, state = self._call(x, state, factors, compiled)  # (B, l, ...)
         return y.detach(), loss_fn(y, target), state  # losses (B, l) keep the graph, y does not
 
     def _run(
@@ -391,12 +403,13 @@ class Unroller:
                 plan.loss_fn,
                 factors,
             )
+            cut = (lo == start and plan.cut) or lo in plan.breaks or lo in plan.replace
             if plan.checkpoint and torch.is_grad_enabled():
                 y, loss, state = torch.utils.checkpoint.checkpoint(
-                    self._segment, *args, False, use_reentrant=False
+                    self._segment, *args, False, cut, use_reentrant=False
                 )  # eager inside: checkpointing re-runs the segment in the backward
             else:
-                y, loss, state = self._segment(*args)
+                y, loss, state = self._segment(*args, True, cut)
             ys.append(y)
             losses.append(loss)
         if stop in plan.saves:
@@ -418,6 +431,7 @@ class _Plan:
     checkpoint: int | None
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     replace: dict[int, State]
+    cut: bool  # the state entering the run was cut by the caller
 
 
 class _Holder(nn.Module):
