@@ -191,3 +191,65 @@ def test_reset_rows_checks_rows():
         reset_rows(h, torch.tensor([0, 1, 0]), None, batch_dim=1)
     with pytest.raises(ValueError, match=r"rows has 3 entries.*batch dim 0.*batch_dim="):
         reset_rows(h, torch.tensor([False, True, False]), None, batch_dim=0)
+
+
+def test_a_wrong_state_batch_dim_is_caught_on_the_returned_state():
+    # the GRU's state (1, B, H) read at dim 0 has 1 row: it looked like a shared row
+    engine = Engine(nn.GRU(2, 3, batch_first=True), tbptt.losses.mse, TBPTT(4), state_batch_dim=0)
+    x, y = xy()
+    with pytest.raises(ValueError, match=r"the state returned by the model.*state_batch_dim"):
+        list(engine.feed(x, y))
+
+
+@pytest.mark.parametrize(
+    "init",
+    [torch.zeros(1, 4, 3), (torch.zeros(4, 1, 3), torch.zeros(4, 1, 3))],
+    ids=["bare tensor", "batch-first"],
+)
+def test_init_state_for_an_lstm_inside_a_wrapper(init):
+    engine = Engine(
+        Wrapped(nn.LSTM(2, 3, batch_first=True)), tbptt.losses.mse, TBPTT(4), init_state=init
+    )
+    x, y = xy()
+    with pytest.raises(
+        ValueError, match=r"init_state does not match.*\(\(1, B, 3\), \(1, B, 3\)\)"
+    ):
+        list(engine.feed(x, y))
+
+
+def test_init_state_probe_changes_nothing():
+    # the probe runs once, in eval mode, with the RNG restored: dropout masks are the same
+    class Drop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.drop = (
+                nn.GRU(2, 3, num_layers=2, batch_first=True, dropout=0.5),
+                nn.Dropout(0.3),
+            )
+
+        def forward(self, x, h):
+            y, h = self.rnn(self.drop(x), h)
+            return y, h
+
+    x, y = xy()
+    losses = []
+    for init in (None, torch.zeros(2, 4, 3)):
+        torch.manual_seed(0)
+        model = Drop()
+        engine = Engine(model, tbptt.losses.mse, TBPTT(4), init_state=init)
+        losses.append(torch.stack([u.loss for u in engine.feed(x, y)]))
+        assert model.training
+    assert torch.equal(losses[0], losses[1])
+
+
+def test_scaled_lr_takes_numpy_numbers():
+    from tbptt.optim import scaled_lr
+
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.5)
+    with scaled_lr(opt, np.float32(0.5)):
+        assert opt.param_groups[0]["lr"] == 0.25
+    with (
+        pytest.raises(ValueError, match="factor must be a finite number >= 0"),
+        scaled_lr(opt, np.float64("nan")),
+    ):
+        pass

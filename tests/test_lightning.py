@@ -12,6 +12,7 @@ import inspect
 import textwrap
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -268,6 +269,17 @@ def test_a_short_last_batch_starts_a_new_stream(stream_per_batch):
     assert [step for step, _ in logged] == list(range(1, len(want) + 1))
 
 
-def test_stream_per_batch_must_be_a_bool():
-    with pytest.raises(TypeError, match="stream_per_batch must be True or False"):
-        TBPTTModule(TBPTT(5), stream_per_batch="yes")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(stream_per_batch="yes"), TypeError, "stream_per_batch must be True or False"),
+        (dict(gradient_clip_val=-1.0), ValueError, "gradient_clip_val must be None or a positive"),
+        (dict(gradient_clip_val="1"), ValueError, "gradient_clip_val must be None or a positive"),
+        (dict(gradient_clip_val=float("nan")), ValueError, "gradient_clip_val must be None"),
+        (dict(log_name=""), TypeError, "log_name must be a non-empty string or None"),
+    ],
+)
+def test_module_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TBPTTModule(TBPTT(5), **kwargs)
+    assert TBPTTModule(TBPTT(5), gradient_clip_val=np.float32(0.5)).gradient_clip_val == 0.5

@@ -84,7 +84,10 @@ class Engine:
             k2 steps (cost F(k1) + B(k2) per update); ``"recompute"`` re-runs the window from the
             saved state with the current parameters (F(k2) + B(k2), less memory).
         path: ``"chunk"``, ``"step"``, or ``"auto"`` (step for cells, chunk otherwise).
-        init_state: initial state (see :class:`tbptt.unroll.Unroller`); ``None`` = zeros.
+        init_state: initial state (see :class:`tbptt.unroll.Unroller`); ``None`` = zeros. It
+            must have the structure of the state the model returns (checked once, at the first
+            update); nn.LSTM/GRU/RNN states are ``(num_layers, B or 1, H)`` even with
+            batch_first=True, ``(h, c)`` for nn.LSTM.
         state_batch_dim: the batch dim of the state's leaves, if not the default (1 for the
             3-D leaves of models containing nn.LSTM/GRU/RNN, else 0).
         checkpoint: activation checkpointing for long windows (Gruslys et al. 2016): keep only
@@ -254,7 +257,8 @@ class Engine:
     ) -> Iterator[Update]:
         """Append steps to the stream; iterate the result to run every completed chunk.
 
-        inputs: (B, T, ...); targets: (B, T, ...); reset, mask: (B, T) bool.
+        inputs: (B, T, ...); targets: (B, T, ...); reset, mask: (B, T) bool (or integers 0/1).
+        An empty piece (B, 0) is legal and changes nothing (docs/semantics.md §1).
         """
         chunk = self._validate(Chunk(inputs, targets, reset, mask))
         if self._chunk_ready():
@@ -433,10 +437,11 @@ class Engine:
         a, b = self.position, self.position + chunk.length
         cut = self.rule.cut(a, b)
         self._scales = self.rule.grad_scales(a, b)
-        if a == 0:
-            self.state = self._start_state(chunk.batch_size)
         for layer in online.online_layers(self.model):  # another engine may share the model
             layer.online = bool(self._online)
+        if a == 0:
+            self.state = self._start_state(chunk.batch_size)
+            self.unroller.check_init(chunk.inputs)  # after the online switch: the same state
         if self.zero_grad:
             for p in self._params:
                 p.grad = None

@@ -177,6 +177,7 @@ class Unroller:
         self._has_rnn = _contains_rnn(model)  # (layers, B, H) states: batch dim 1
         self.runs = 0  # model calls (chunk path) or step loops (step path) so far
         self.split_by: Counter[str] = Counter()  # why runs ended inside a piece: reason -> count
+        self._init_checked = False  # init_state compared with the model's own state once
 
     # -- state conventions -------------------------------------------------------------------
     def initial(self, batch_size: int) -> State:
@@ -190,12 +191,14 @@ class Unroller:
         return st.tree_map(lambda t: 1 if self._has_rnn and t.dim() == 3 else 0, state)
 
     def check_state(self, state: State, batch_size: int, what: str) -> None:
-        """Raise if a leaf's batch dim does not have ``batch_size`` (or 1) rows."""
+        """Raise if a leaf's batch dim does not have ``batch_size`` rows (or 1, for the shared
+        rows of an initial state; a state the model returns has one per row)."""
         dims = self.batch_dims(state)
         bad: list[str] = []
+        rows = (batch_size, 1) if what == "init_state" else (batch_size,)
 
         def check(t: Tensor, d: int) -> Tensor:
-            if d >= t.dim() or t.shape[d] not in (batch_size, 1):
+            if d >= t.dim() or t.shape[d] not in rows:
                 bad.append(f"shape {tuple(t.shape)} (batch dim {d})")
             return t
 
@@ -208,6 +211,57 @@ class Unroller:
                 "an RNN with batch_first=False, build it with batch_first=True."
             )
         check_rnn_state(self.model, state, batch_size, what)
+
+    def check_init(self, inputs: Tensor) -> None:
+        """Once: compare ``init_state`` with the state the model returns from zeros (``None``)
+        after one step of ``inputs`` (B, T, ...), ignoring the batch dim; raise a ValueError
+        naming ``init_state`` when their structure or shapes differ (e.g. a bare tensor for a
+        wrapped nn.LSTM, or a batch-first one). The probe runs without gradient, in eval mode
+        and with the RNG restored, so training is unchanged."""
+        init = self.initial(int(inputs.shape[0]))
+        if init is None or self._init_checked or not inputs.shape[1]:
+            return
+        self._init_checked = True
+        module = self.model if isinstance(self.model, nn.Module) else None
+        training = module is not None and module.training
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                if module is not None:
+                    module.eval()  # no dropout, no running statistics updated
+                step = inputs[:, :1] if self.steps is None else inputs[:, 0]
+                _, own = self.model(step, None)
+        except Exception:  # the model cannot start from None: nothing to compare with
+            return
+        finally:
+            if module is not None:
+                module.train(training)
+        want, got = self._layout(own), self._layout(init)
+        if want != got:
+            got, want = (str(t).replace("'", "") for t in (got, want))  # (1, B, 3), not '(1, B, 3)'
+            raise ValueError(
+                f"init_state does not match the state this model returns: init_state is {got}, "
+                f"the model's own state is {want} (B: the batch dim). Give init_state that "
+                "structure; nn.LSTM/GRU/RNN states keep their (num_layers, B, H) layout even with "
+                "batch_first=True (nn.LSTM's is the pair (h, c))."
+            )
+
+    def _layout(self, state: State) -> Any:
+        """The structure and leaf shapes of ``state`` with its batch dim shown as B."""
+
+        def shape(t: Tensor, d: int) -> str:
+            dims = [str(n) for n in t.shape]
+            if d < len(dims):
+                dims[d] = "B"
+            return "(" + ", ".join(dims) + ")"
+
+        def plain(tree: Any) -> Any:  # lists and namedtuples compare as tuples
+            if isinstance(tree, (tuple, list)):
+                return tuple(plain(t) for t in tree)
+            if isinstance(tree, dict):
+                return {k: plain(v) for k, v in tree.items()}
+            return tree
+
+        return plain(st.tree_map(shape, state, self.batch_dims(state)))
 
     def reset(self, state: State, rows: Tensor, batch_size: int) -> State:
         if state is None:  # every row is at its initial state already

@@ -55,6 +55,7 @@ batcher with ``world_size=self.trainer.world_size, rank=self.global_rank``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -68,7 +69,7 @@ from tbptt.data.dataset import ChunkDataset
 from tbptt.engine import Engine, Mode, Update
 from tbptt.integrations.distributed import DistributedEngine, broadcast_parameters
 from tbptt.state import State
-from tbptt.truncation import TruncationRule
+from tbptt.truncation import TruncationRule, is_real
 from tbptt.unroll import Path
 
 __all__ = ["TBPTTDDPStrategy", "TBPTTModule"]
@@ -138,6 +139,15 @@ class TBPTTModule(pl.LightningModule):
             raise ValueError(
                 f"gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}."
             )
+        if gradient_clip_val is not None and not (
+            is_real(gradient_clip_val) and 0 < gradient_clip_val < math.inf
+        ):
+            raise ValueError(
+                f"gradient_clip_val must be None or a positive number, got {gradient_clip_val!r}. "
+                "Pass e.g. gradient_clip_val=1.0, or None for no clipping."
+            )
+        if log_name is not None and (not isinstance(log_name, str) or not log_name):
+            raise TypeError(f"log_name must be a non-empty string or None, got {log_name!r}.")
         if not isinstance(stream_per_batch, bool):
             raise TypeError(f"stream_per_batch must be True or False, got {stream_per_batch!r}.")
         self.stream_per_batch = stream_per_batch
@@ -151,7 +161,7 @@ class TBPTTModule(pl.LightningModule):
             "init_state": init_state,
             "state_batch_dim": state_batch_dim,
         }
-        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_val = None if gradient_clip_val is None else float(gradient_clip_val)
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.average = average
         self.log_name = log_name
