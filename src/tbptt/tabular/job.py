@@ -31,7 +31,14 @@ from tbptt.tabular.model import (
     weighted_mse,
 )
 from tbptt.tabular.panel import Panel, make_panel
-from tbptt.tabular.prepare import Spec, feature_arrays, fit_spec, forecast_arrays, target_levels
+from tbptt.tabular.prepare import (
+    Spec,
+    _numeric,
+    feature_arrays,
+    fit_spec,
+    forecast_arrays,
+    target_levels,
+)
 
 __all__ = ["DataSet", "build_data_job", "build_data_model", "data_defaults", "load_data"]
 
@@ -78,6 +85,9 @@ class DataSet:
         self.task = (
             cfg.task if cfg.task in ("forecast", "classify", "regress") else self.infer_task()
         )
+        if self.task != "classify":
+            for col in self.targets:
+                _numeric(self.panel.frame, col, "--target")
         self.per_sequence = self.task == "classify" or (
             self.task == "regress" and self._constant_within_ids()
         )
@@ -255,7 +265,8 @@ def build_data_job(cfg: Any) -> Any:
         )
     else:
         labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
-        val_mask = stratified_val(labels, cfg.val_fraction, cfg.seed)
+        strata = labels if cfg.task == "classify" else np.zeros(len(labels))
+        val_mask = stratified_val(strata, cfg.val_fraction, cfg.seed)
         if not val_mask.any() or val_mask.all():
             raise ValueError(
                 f"--task {cfg.task}: {len(p.ids)} sequences are too few to hold out a validation "
