@@ -262,7 +262,7 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
         base = RunConfig(task=task)
     cfg = merge(merge(base, toml, f"config file {args.config}"), flags, "flags")
     if ckpt is None and cfg.data is not None:  # sizes, lengths, budget chosen from the data
-        from tbptt.tabular.job import data_defaults
+        from tbptt.tabular.dataset import data_defaults
 
         cfg = data_defaults(merge(cfg, {"data": str(Path(cfg.data).expanduser().resolve())}))
     cfg = cfg.resolved()
