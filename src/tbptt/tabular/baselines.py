@@ -101,9 +101,15 @@ def forecast_baselines(
     for name in ("naive", "seasonal_naive"):  # the flat keys of the loss plot
         if name in first:
             out[f"{name}_rmse"] = first[name]["rmse"]
+            out[f"{name}_mae"] = first[name]["mae"]
     return out
 
 
+_NAMES = {
+    "naive": "naive (last value)",
+    "seasonal_naive": "seasonal naive (one season back)",
+    "mean": "training mean",
+}
 _TRY = {
     "naive": "a longer budget (--updates), --season if the series has one, or fewer inputs (--features)",
     "seasonal_naive": "--season M with the right season, a longer --k1/--k2 (at least one season), more --updates",
@@ -124,9 +130,7 @@ def verdict(
     if not model or not base:
         return "no validation data to compare with the baselines"
     parts = [f"model MASE {model['mase']:.3f} RMSE {model['rmse']:.4g}"]
-    parts += [
-        f"{n.replace('_', ' ')} MASE {b['mase']:.3f} RMSE {b['rmse']:.4g}" for n, b in base.items()
-    ]
+    parts += [f"{_NAMES[n]} MASE {b['mase']:.3f} RMSE {b['rmse']:.4g}" for n, b in base.items()]
     what = f"{horizon}-step horizon" if kind == "horizon" else kind.replace("_", "-")
     line = f"{target} ({what}, validation): " + " | ".join(parts)
     lost = [n for n, b in base.items() if b["mase"] < model["mase"]]

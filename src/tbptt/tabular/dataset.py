@@ -9,7 +9,7 @@ Defaults (each only where the option is not given):
   periodogram peaks) finds in the longest sequence's changes, else 1;
 - k1 = k2: two seasons, between 16 and 64 steps (forecast); the longest sequence up to 64
   (classify, regress: the backward window then covers whole short sequences);
-- batch: a quarter of the ids (1 to 32); hidden 32 (64 past 20,000 steps); Adam lr 5e-3;
+- batch: a quarter of the ids, at least 4 (all when fewer), at most 32; hidden 32 (64 past 20,000 steps); Adam lr 5e-3;
 - budget: 40 epochs, between 400 and 2,000 updates; validation 25 times; patience 8 evaluations
   (the best checkpoint by validation is what predict uses);
 - horizon: two seasons, at most 48 (12 without a season).
@@ -25,18 +25,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tbptt.tabular.io import read_table, split_columns
+from tbptt.tabular.io import BUILTIN, read_table, split_columns
 from tbptt.tabular.panel import Panel, make_panel
 from tbptt.tabular.prepare import numeric_column
 
-__all__ = ["DataSet", "data_defaults", "detect_season", "load_data"]
+__all__ = [
+    "DataSet",
+    "builtin_series_config",
+    "data_defaults",
+    "detect_season",
+    "load_data",
+    "resolve_data",
+]
 
 
 class DataSet:
     """A data file read for a run: the panel, the columns of each role and the task."""
 
     def __init__(self, cfg: Any) -> None:
-        df = _read(str(Path(cfg.data).expanduser().resolve()))
+        df = _read(resolve_data(cfg.data))
         cols = list(df.columns)
         if cfg.target is None:
             raise ValueError("--data needs --target COL (the column to forecast or predict).")
@@ -94,6 +101,28 @@ class DataSet:
         return "classify" if not pd.api.types.is_numeric_dtype(col) or few else "regress"
 
 
+def resolve_data(data: str) -> str:
+    """A file path made absolute (a run resumes and predicts from any directory); a built-in
+    series name ``series:NAME`` as it is."""
+    return data if data.startswith(BUILTIN) else str(Path(data).expanduser().resolve())
+
+
+def builtin_series_config(cfg: Any) -> Any:
+    """``--task series --series NAME`` through the data door: a forecast of the built-in series
+    (its documented season unless --season is given)."""
+    from tbptt.datasets import load_series
+
+    s = load_series(cfg.series)
+    return replace(
+        cfg,
+        task="forecast",
+        data=BUILTIN + cfg.series,
+        target=s.name,
+        time="t",
+        season=cfg.season or s.season,
+    )
+
+
 @lru_cache(maxsize=4)
 def _read(path: str) -> pd.DataFrame:
     return read_table(path)
@@ -121,42 +150,41 @@ def detect_season(panel: Panel, col: str) -> int:
     return int(s.periods[0]) if s.periods else 1
 
 
+def _or(value: Any, default: Any) -> Any:
+    """The given option, else the default (0 is given: the config's check refuses it)."""
+    return default if value is None else value
+
+
 def data_defaults(cfg: Any) -> Any:
     """``cfg`` with the task and every unset size, length and budget chosen from the data:
-    its length, number of sequences and season (see docs/data_files.md, "Defaults")."""
+    its length, number of sequences and season (see the module doc)."""
     ds = load_data(cfg)
-    task = ds.task
-    p = ds.panel
-    steps, n = int(p.lengths.sum()), len(p.ids)
+    task, p = ds.task, ds.panel
+    steps, n, longest = int(p.lengths.sum()), len(p.ids), int(p.lengths.max())
     season = cfg.season
     if task == "forecast" and season is None:
         season = detect_season(p, ds.targets[0])
-    longest = int(p.lengths.max())
-    k1 = cfg.k1 or int(
-        np.clip(2 * (season or 1), 16, 64) if task == "forecast" else min(64, longest)
-    )
-    batch = cfg.batch_size or int(min(32, max(1, n // 4 if n >= 8 else n)))
-    updates_per_epoch = max(1, steps // (batch * k1))
+    k1 = _or(cfg.k1, int(np.clip(2 * season, 16, 64)) if task == "forecast" else min(64, longest))
+    batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
-        budget["updates"] = int(np.clip(40 * updates_per_epoch, 400, 2000))
-    updates = budget.get("updates", cfg.updates or 1000)
+        per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
+        budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
+    updates = budget.get("updates", _or(cfg.updates, 1000))
+    horizon = None
+    if task == "forecast":
+        horizon = _or(cfg.horizon, min(48, 2 * season) if season > 1 else 12)
     return replace(
         cfg,
         task=task,
-        season=season if task == "forecast" else cfg.season,
-        horizon=cfg.horizon
-        or (
-            int(min(48, 2 * season))
-            if task == "forecast" and season and season > 1
-            else (12 if task == "forecast" else None)
-        ),
-        hidden=cfg.hidden or (32 if steps < 20_000 else 64),
+        season=season,
+        horizon=horizon if task == "forecast" else cfg.horizon,
+        hidden=_or(cfg.hidden, 32 if steps < 20_000 else 64),
         k1=k1,
-        k2=cfg.k2 or k1,
+        k2=_or(cfg.k2, k1),
         batch_size=batch,
-        lr=cfg.lr or 5e-3,
-        eval_every=cfg.eval_every or max(10, updates // 25),
-        patience=cfg.patience or 8,
+        lr=_or(cfg.lr, 5e-3),
+        eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
+        patience=_or(cfg.patience, 8),
         **budget,
     )
