@@ -14,7 +14,7 @@ Defaults (each only where the option is not given):
 - batch: a quarter of the ids, at least 4 (all when fewer), at most 32; hidden 32 (64 past
   20,000 steps); Adam lr 5e-3 (forecast), 2e-3 (classify, regress: fewer, noisier
   targets);
-- budget: 40 epochs, between 400 and 2,000 updates; validation 25 times; patience 8 evaluations
+- budget: 40 epochs, between 400 and 2,000 updates, and at most 2 minutes of training; validation 25 times; patience 8 evaluations
   (12 for classify / regress, whose few validation sequences are noisy); the best checkpoint by
   validation is what predict uses;
 - horizon: two seasons, at most 48 (12 without a season).
@@ -183,6 +183,7 @@ def data_defaults(cfg: Any) -> Any:
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
+        budget["minutes"] = 2.0  # a cap for long files and busy machines (the first one stops)
     updates = budget.get("updates", _or(cfg.updates, 1000))
     horizon = None
     if task == "forecast":
