@@ -49,7 +49,9 @@ def test_forecast_predict_reproduces_validation_and_load_equals_cli(tmp_path, ca
     )
     printed = capsys.readouterr().out
     # the Trainer's validation RMSE of the best weights == predict's one-step RMSE on the holdout
-    assert summary["model"]["y"]["one_step"]["rmse"] == pytest.approx(val["rmse"], rel=1e-5)
+    assert summary["scores"]["model"]["y"]["one_step"]["rmse"] == pytest.approx(
+        val["rmse"], rel=1e-5
+    )
     assert f"RMSE {val['rmse']:.4g}" in printed
     table = pd.read_csv(out)
     assert list(table.columns) == ["id", "t", "kind", "yhat"]

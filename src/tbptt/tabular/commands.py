@@ -13,10 +13,6 @@ from tbptt.tabular.report import evaluate_run, write_outputs
 __all__ = ["after_training", "predict_run"]
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k in ("model", "baselines", "verdict")}
-
-
 def after_training(
     model: Any, cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any]
 ) -> str:
@@ -24,7 +20,7 @@ def after_training(
     predictions.csv and the plots; the verdict lines (also in ``summary``)."""
     pred = Predictor(model, cfg, extra)
     result = evaluate_run(pred, cfg.data)
-    summary.update(_jsonable(result))
+    summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)
     return str(result["verdict"])
