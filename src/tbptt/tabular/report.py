@@ -138,7 +138,7 @@ def _evaluate_regress(pred: Predictor, panel: Panel) -> dict[str, Any]:
                 "a larger --hidden or other --features."
             )
         lines.append(line)
-    return {"model": model, "baselines": base, "verdict": "\n".join(lines), "panel": panel}
+    return {"model": model, "baselines": base, "verdict": _warnings_last(lines), "panel": panel}
 
 
 def write_outputs(pred: Predictor, result: dict[str, Any], run_dir: Path) -> list[str]:
