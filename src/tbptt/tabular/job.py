@@ -1,0 +1,261 @@
+"""The ``--data`` job: a file -> panel -> prepared arrays -> streams, model, loss and metrics for
+:class:`tbptt.train.Trainer` (the defaults chosen from the data are in ``dataset.py``).
+
+Each id is a true sequence: sequences of different lengths go whole into B stateful rows with
+:class:`tbptt.data.StreamBatcher` (packed: a reset mid-chunk where the next one starts, no padding
+but at the stream's end). Validation comes from the training data only: forecasting holds out the
+last ``val_fraction`` of every sequence (evaluated with the state warmed up by its history);
+classification and per-sequence regression hold out a stratified fraction of the sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tbptt import losses
+from tbptt.chunk import Chunk
+from tbptt.data import StreamBatcher
+from tbptt.tabular.baselines import forecast_baselines
+from tbptt.tabular.dataset import load_data
+from tbptt.tabular.model import (
+    ClassifyMetrics,
+    ForecastMetrics,
+    RegressMetrics,
+    TabularRNN,
+    weighted_mse,
+)
+from tbptt.tabular.prepare import (
+    Spec,
+    feature_arrays,
+    fit_spec,
+    forecast_arrays,
+    target_levels,
+)
+
+__all__ = ["WeightedStream", "build_data_job", "build_data_model", "holdout", "stratified_val"]
+
+
+class WeightedStream(StreamBatcher):
+    """A StreamBatcher whose mask also drops the steps whose target weights are all zero, so
+    means count only the steps that have a target (targets ``(..., 3K)``: values, mask weights,
+    loss weights)."""
+
+    def chunk(self, index: int) -> Chunk:
+        c = super().chunk(index)
+        k = c.targets.shape[-1] // 3
+        assert c.mask is not None
+        return c._replace(mask=c.mask & (c.targets[..., k : 2 * k].sum(-1) > 0))
+
+
+def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
+    spec = Spec.from_dict(extra["spec"])
+    return TabularRNN(
+        int(extra["n_in"]),
+        spec.n_out,
+        hidden=int(cfg.hidden),
+        layers=cfg.layers,
+        cell=cfg.cell,
+        dropout=cfg.dropout,
+        zero_head=spec.task == "forecast",
+    )
+
+
+def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
+    dt = torch.get_default_dtype()
+    return [torch.from_numpy(np.ascontiguousarray(a)).to(dt) for a in arrays]
+
+
+def holdout(lengths: np.ndarray, fraction: float) -> np.ndarray:
+    """Training steps per sequence for forecasting: the last ``fraction`` (at least one target)
+    of sequences of 4 or more steps is held out."""
+    n_val = np.where(lengths >= 4, np.maximum(1, np.round(lengths * fraction)), 0).astype(np.int64)
+    return lengths - n_val
+
+
+def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """(N,) bool: a stratified ``fraction`` of the sequences (at least one of each class with 2+)."""
+    rng = np.random.default_rng(seed)
+    val = np.zeros(len(labels), dtype=bool)
+    for c in pd.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = round(len(idx) * fraction) if len(idx) > 1 else 0
+        val[rng.permutation(idx)[: max(k, 1 if len(idx) > 1 else 0)]] = True
+    return val
+
+
+@dataclass
+class _Parts:
+    """One task's prepared sequences, before streaming."""
+
+    spec: Spec
+    train_x: list[np.ndarray]
+    train_y: list[np.ndarray]
+    val_x: list[np.ndarray]
+    val_y: list[np.ndarray]
+    target_at: Literal["step", "end"]
+    metrics: Any
+    loss_fn: Any
+    baselines: dict[str, Any]
+    split: dict[str, Any]  # saved in extra: how the validation was taken
+    desc: str
+    weighted: bool = True  # targets carry weights (values, weights) per step
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
+    p = ds.panel
+    n_train = holdout(p.lengths, cfg.val_fraction)
+    if int((p.lengths - n_train).sum()) == 0:
+        raise ValueError(
+            f"--data: every sequence is shorter than 4 steps ({p.notes}); forecasting needs "
+            "longer sequences to hold out validation steps."
+        )
+    season = int(cfg.season or 1)
+    spec = fit_spec(p, "forecast", ds.targets, ds.features, ds.known, n_train, season)
+    arrays = forecast_arrays(p, spec, n_train)
+    k, half = len(spec.targets), spec.n_out
+    train_x, train_y, val_y = [], [], []
+    for a, n in zip(arrays, n_train.tolist()):
+        if n >= 2:
+            train_x.append(a["x"][:n])
+            y = a["y"][:n].copy()
+            y[n - 1, half:] = 0.0  # its target is a validation step
+            train_y.append(y)
+        y = a["y"].copy()
+        y[: max(n - 1, 0), half:] = 0.0  # validation: only the held-out steps count,
+        y[:, half + k : 2 * half] = 0.0  # and only the targets, not the covariates
+        y[:, 2 * half + k :] = 0.0
+        val_y.append(y)
+    n_val = int((p.lengths - n_train).sum())
+    return _Parts(
+        spec=spec,
+        train_x=train_x,
+        train_y=train_y,
+        val_x=[a["x"] for a in arrays],
+        val_y=val_y,
+        target_at="step",
+        metrics=ForecastMetrics([spec.sd_change[c] * spec.sd[c] for c in spec.targets], half),
+        loss_fn=weighted_mse,
+        baselines=forecast_baselines(p, spec, n_train, int(cfg.horizon or 1)),
+        split={"n_train": n_train.tolist()},
+        desc=f"{int(n_train.sum())} training and {n_val} validation steps",
+    )
+
+
+def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
+    """classify / regress: a (stratified, for classes) fraction of the sequences is held out."""
+    p = ds.panel
+    labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
+    strata = labels if cfg.task == "classify" else np.zeros(len(labels))
+    val = stratified_val(strata, cfg.val_fraction, cfg.seed)
+    if not val.any() or val.all():
+        raise ValueError(
+            f"--task {cfg.task}: {len(p.ids)} sequences are too few to hold out a validation "
+            "fraction; give more ids."
+        )
+    n_train = np.where(val, 0, p.lengths)
+    spec = fit_spec(p, cfg.task, ds.targets, ds.features, [], n_train, 1, ds.per_sequence)
+    feats = feature_arrays(p.frame, spec)
+    xs = [feats[p.rows(i)] for i in range(len(p.ids))]
+    target_at: Literal["step", "end"] = "end" if ds.per_sequence else "step"
+    if cfg.task == "classify":
+        index = {c: j for j, c in enumerate(spec.classes)}
+        ys = [np.array(index[v], dtype=np.int64) for v in labels]
+        counts = np.bincount(
+            [int(y) for y, v in zip(ys, val) if not v], minlength=len(spec.classes)
+        )
+        major = int(np.argmax(counts))
+        truth = np.array([int(y) for y, v in zip(ys, val) if v])
+        metrics: Any = ClassifyMetrics(len(spec.classes))
+        loss_fn: Any = losses.cross_entropy
+        baselines: dict[str, Any] = {
+            "majority_class": str(spec.classes[major]),
+            "majority_accuracy": float((truth == major).mean()),
+        }
+    else:
+        lv = target_levels(p.frame, spec)  # (rows, k) scaled, NaN where missing
+        seqs = [lv[p.rows(i)] for i in range(len(p.ids))]
+        if ds.per_sequence:
+            ys = [np.concatenate([s[0], np.isfinite(s[0]), np.isfinite(s[0])]) for s in seqs]
+        else:
+            ys = [
+                np.concatenate([np.nan_to_num(s), np.isfinite(s), np.isfinite(s)], 1) for s in seqs
+            ]
+        scale = [spec.sd[c] for c in spec.targets]
+        metrics = RegressMetrics(scale, spec.n_out)
+        loss_fn = weighted_mse
+        baselines = {}  # the training mean's scores: computed with the model's (report.py)
+        ys = [np.nan_to_num(y) for y in ys]
+    return _Parts(
+        spec=spec,
+        train_x=[x for x, v in zip(xs, val) if not v],
+        train_y=[y for y, v in zip(ys, val) if not v],
+        val_x=[x for x, v in zip(xs, val) if v],
+        val_y=[y for y, v in zip(ys, val) if v],
+        target_at=target_at,
+        metrics=metrics,
+        loss_fn=loss_fn,
+        baselines=baselines,
+        split={"val_ids": [int(i) for i in np.flatnonzero(val)]},
+        desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
+        weighted=cfg.task == "regress",
+    )
+
+
+def _targets(ys: list[np.ndarray]) -> list[torch.Tensor]:
+    """Class ids stay integers; everything else takes the default float dtype."""
+    dt = torch.get_default_dtype()
+    return [torch.as_tensor(y) if y.dtype == np.int64 else torch.as_tensor(y, dtype=dt) for y in ys]
+
+
+def build_data_job(cfg: Any) -> Any:
+    """The :class:`tbptt.train.jobs.Job` of a ``--data`` run (``cfg`` already has its defaults)."""
+    from tbptt.train.jobs import Job
+
+    ds = load_data(cfg)
+    parts = _forecast_parts(cfg, ds) if cfg.task == "forecast" else _sequence_parts(cfg, ds)
+    # a mask of the steps that have a target, so means count those only
+    stream = WeightedStream if parts.weighted and parts.target_at == "step" else StreamBatcher
+    train = stream(
+        _tensors(parts.train_x),
+        _targets(parts.train_y),
+        batch_size=int(min(cfg.batch_size, len(parts.train_x))),
+        chunk_len=cfg.chunk_len,
+        target_at=parts.target_at,
+        shuffle=len(parts.train_x) > 1,
+        seed=cfg.seed,
+    )
+    val = stream(
+        _tensors(parts.val_x),
+        _targets(parts.val_y),
+        batch_size=int(min(len(parts.val_x), 64)),
+        chunk_len=256,
+        target_at=parts.target_at,
+    )
+    p, n_in = ds.panel, int(parts.train_x[0].shape[1])
+    extra = {
+        "spec": parts.spec.to_dict(),
+        "n_in": n_in,
+        "notes": p.notes,
+        "data": str(cfg.data),
+        **parts.split,
+    }
+    return Job(
+        model=build_data_model(cfg, extra),
+        loss_fn=parts.loss_fn,
+        metrics=parts.metrics,
+        train=train,
+        val=val,
+        extra=extra,
+        baselines=parts.baselines,
+        description={
+            "data": f"{Path(cfg.data).name} ({p.notes}); {cfg.task} {', '.join(ds.targets)}: "
+            f"{parts.desc}; {n_in} inputs per step"
+        },
+    )
