@@ -8,6 +8,7 @@ global one.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import tracemalloc
@@ -283,3 +284,94 @@ def test_string_ids_and_date_times_are_indexed(tmp_path):
     one = df[df["store"] == "south"].iloc[::-1]  # one sequence (no id), time reversed
     with pytest.raises(ValueError, match=r"time: column 't' is out of order at row 1"):
         index_ids(write(one, tmp_path / "o.parquet"), None, "t")
+
+
+# -- tbptt train --data: a Parquet file above stream.STREAM_ROWS rows is streamed ---------------
+def door_panel(path, ids: int = 6, seed: int = 0) -> str:
+    """A forecast panel with a past covariate, dates, ids sorted (as a large file would be)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(ids):
+        n = 40 + 5 * i
+        t = np.arange(n)
+        y = 5 + i + 0.05 * t + np.sin(2 * np.pi * t / 7) + 0.1 * rng.normal(size=n)
+        frames.append(pd.DataFrame({
+            "store": f"s{i}", "date": pd.date_range("2024-01-01", periods=n, freq="D"),
+            "y": y, "promo": (rng.random(n) < 0.2).astype(float),
+        }))  # fmt: skip
+    return write(pd.concat(frames, ignore_index=True), path, row_group_size=50)
+
+
+def door_cfg(path, **kw):
+    from tbptt.tabular.job import data_defaults
+    from tbptt.train.config import RunConfig
+
+    cfg = RunConfig(task="auto", data=str(path), target="y", id="store", time="date", **kw)
+    return data_defaults(cfg).resolved()
+
+
+@pytest.fixture
+def streamed(monkeypatch):
+    """Every Parquet file of more than 100 rows is streamed; the sample holds ``SAMPLE_ROWS``."""
+    from tbptt.tabular import job, stream
+
+    monkeypatch.setattr(stream, "STREAM_ROWS", 100)
+    job._read.cache_clear()
+    yield stream
+    job._read.cache_clear()
+
+
+def test_streamed_job_equals_the_in_memory_preparation(tmp_path, streamed, monkeypatch):
+    """With a sample that holds every id: the streaming pass refits the same scaling as the
+    in-memory fit, and the streamed chunks are the in-memory training arrays, packed in order."""
+    from tbptt.tabular.job import WeightedStream, build_data_job, holdout, load_data
+    from tbptt.tabular.prepare import fit_spec, forecast_arrays
+
+    monkeypatch.setattr(streamed, "SAMPLE_ROWS", 10**9)
+    path = door_panel(tmp_path / "p.parquet")
+    cfg = door_cfg(path, season=7)
+    job = build_data_job(cfg)
+    assert job.extra["streamed"] and "streamed: all 6 ids" in job.description["data"]
+    ds = load_data(cfg)
+    p = ds.panel
+    n_train = holdout(p.lengths, cfg.val_fraction)
+    want = fit_spec(p, "forecast", ds.targets, ds.features, ds.known, n_train, 7)
+    got = job.extra["spec"]
+    for key in ("mean", "sd", "sd_change"):
+        for col, v in want.to_dict()[key].items():
+            assert got[key][col] == pytest.approx(v, rel=1e-12), (key, col)
+    arrays = forecast_arrays(p, want)
+    xs, ys = [], []
+    for a, n in zip(arrays, n_train):
+        y = a["y"][:n].copy()
+        y[n - 1, y.shape[1] // 2 :] = 0.0
+        xs.append(torch.tensor(a["x"][:n], dtype=torch.float32))
+        ys.append(torch.tensor(y, dtype=torch.float32))
+    ref = list(WeightedStream(xs, ys, batch_size=cfg.batch_size, chunk_len=cfg.chunk_len))
+    got_chunks = list(job.train)
+    assert len(got_chunks) == len(ref)
+    for g, w in zip(got_chunks, ref):
+        assert torch.equal(g.reset, w.reset) and torch.equal(g.mask, w.mask)
+        torch.testing.assert_close(g.inputs, w.inputs, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(g.targets, w.targets, rtol=1e-6, atol=1e-6)
+
+
+def test_tbptt_train_streams_a_large_parquet_file(tmp_path, streamed, monkeypatch, capsys):
+    from tbptt.cli import main
+
+    monkeypatch.setattr(streamed, "SAMPLE_ROWS", 120)  # 2 of the 6 ids in memory
+    path = door_panel(tmp_path / "p.parquet")
+    flags = ["--progress", "off", "--tensorboard", "off", "--updates", "6", "--eval-every", "3"]
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    args = ["train", "--data", path, "--target", "y", "--id", "store", "--time", "date"]
+    assert main([*args, *runs, "--name", "big", *flags]) == 0
+    summary = json.loads((tmp_path / "runs" / "big" / "summary.json").read_text())
+    assert (
+        "streamed: all 6 ids (315 rows) train, validation and baselines on 2 evenly"
+        in summary["data"]
+    )
+    assert summary["verdict"] and summary["model"]["y"]["one_step"]["rmse"] > 0
+    capsys.readouterr()
+    assert main([*args, "--task", "regress", *runs, "--name", "c", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "--task regress:" in err and "streaming trains --task forecast only" in err

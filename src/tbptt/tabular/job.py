@@ -58,7 +58,7 @@ class DataSet:
     """A data file read for a run: the panel, the columns of each role and the task."""
 
     def __init__(self, cfg: Any) -> None:
-        df = _read(str(Path(cfg.data).expanduser().resolve()))
+        df, self.streamed = _read(str(Path(cfg.data).expanduser().resolve()), cfg.id)
         cols = list(df.columns)
         if cfg.target is None:
             raise ValueError("--data needs --target COL (the column to forecast or predict).")
@@ -117,8 +117,15 @@ class DataSet:
 
 
 @lru_cache(maxsize=4)
-def _read(path: str) -> pd.DataFrame:
-    return read_table(path)
+def _read(path: str, id_col: str | None) -> tuple[pd.DataFrame, Any]:
+    """The whole file, or above ``stream.STREAM_ROWS`` Parquet rows a sample of whole ids
+    with the index of every id (``tbptt.tabular.stream``: training streams all of them)."""
+    from tbptt.tabular import stream
+
+    if stream.parquet_rows(path) > stream.STREAM_ROWS:
+        df, index, picked = stream.sample_frame(path, id_col)
+        return df, (index, picked)
+    return read_table(path), None
 
 
 def load_data(cfg: Any) -> DataSet:
@@ -149,7 +156,8 @@ def data_defaults(cfg: Any) -> Any:
     ds = load_data(cfg)
     task = ds.task
     p = ds.panel
-    steps, n = int(p.lengths.sum()), len(p.ids)
+    lengths = ds.streamed[0].lengths if ds.streamed else p.lengths  # every id, also streamed
+    steps, n = int(lengths.sum()), len(lengths)
     season = cfg.season
     if task == "forecast" and season is None:
         season = detect_season(p, ds.targets[0])
@@ -222,6 +230,7 @@ def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
 
 def build_data_job(cfg: Any) -> Any:
     """The :class:`tbptt.train.jobs.Job` of a ``--data`` run (``cfg`` already has its defaults)."""
+    from tbptt.tabular import stream as streaming
     from tbptt.tabular.baselines import forecast_baselines
     from tbptt.train.jobs import Job
 
@@ -237,6 +246,9 @@ def build_data_job(cfg: Any) -> Any:
         spec = fit_spec(
             p, "forecast", ds.targets, ds.features, ds.known, n_train, int(cfg.season or 1)
         )
+        if ds.streamed:  # the sample shaped the spec; every id's training rows scale it
+            n_all = holdout(ds.streamed[0].lengths, cfg.val_fraction)
+            spec = streaming.refit_spec(cfg.data, ds.streamed[0], spec, n_all, p.id_col, p.time_col)
         arrays = forecast_arrays(p, spec)
         train_x = [a["x"][:n] for a, n in zip(arrays, n_train) if n >= 2]
         train_y = []
@@ -264,6 +276,11 @@ def build_data_job(cfg: Any) -> Any:
             f"{int(n_train.sum())} training and {int((p.lengths - n_train).sum())} validation steps"
         )
     else:
+        if ds.streamed:
+            raise ValueError(
+                f"--task {cfg.task}: {cfg.data} has more than {streaming.STREAM_ROWS:,} rows, so "
+                "it is streamed, and streaming trains --task forecast only. Use a smaller file."
+            )
         labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
         strata = labels if cfg.task == "classify" else np.zeros(len(labels))
         val_mask = stratified_val(strata, cfg.val_fraction, cfg.seed)
@@ -323,16 +340,32 @@ def build_data_job(cfg: Any) -> Any:
         extra_split = {"val_ids": [int(i) for i in np.flatnonzero(val_mask)]}
         desc = f"{int((~val_mask).sum())} training and {int(val_mask.sum())} validation sequences"
     stream = WeightedStream if loss_fn is weighted_mse and target_at == "step" else StreamBatcher
-    batch = int(min(cfg.batch_size, len(train_x)))
-    train = stream(
-        _tensors(train_x),
-        _tensors(train_y) if target_at == "step" else _targets(train_y),
-        batch_size=batch,
-        chunk_len=cfg.chunk_len,
-        target_at=target_at,
-        shuffle=len(train_x) > 1,
-        seed=cfg.seed,
-    )
+    if ds.streamed:  # every id, read one at a time; validation and baselines: the sample
+        index, picked = ds.streamed
+        train: Any = streaming.forecast_stream(
+            cfg.data,
+            index,
+            spec,
+            holdout(index.lengths, cfg.val_fraction),
+            p.id_col,
+            p.time_col,
+            batch_size=int(min(cfg.batch_size, len(index.ids))),
+            chunk_len=cfg.chunk_len,
+        )
+        desc += (
+            f"; streamed: all {len(index.ids)} ids ({int(index.lengths.sum())} rows) train, "
+            f"validation and baselines on {len(picked)} evenly spaced ids"
+        )
+    else:
+        train = stream(
+            _tensors(train_x),
+            _tensors(train_y) if target_at == "step" else _targets(train_y),
+            batch_size=int(min(cfg.batch_size, len(train_x))),
+            chunk_len=cfg.chunk_len,
+            target_at=target_at,
+            shuffle=len(train_x) > 1,
+            seed=cfg.seed,
+        )
     val = stream(
         _tensors(val_x),
         _tensors(val_y) if target_at == "step" else _targets(val_y),
@@ -346,6 +379,7 @@ def build_data_job(cfg: Any) -> Any:
         "n_in": n_in,
         "notes": p.notes,
         "data": str(cfg.data),
+        "streamed": ds.streamed is not None,
         **extra_split,
     }
     return Job(

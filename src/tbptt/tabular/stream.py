@@ -392,25 +392,11 @@ class PanelStream:
         self.index = index_ids(path, id, time, batch_rows=batch_rows)
         self.ids = self.index.shard(self.rank, self.world_size)
         self.rows = self.index.rows(self.ids)
-        self.num_chunks = max(self._chunks_of(r) for r in range(self.world_size))
+        steps = self.index.lengths - (self.target == "next")  # (N,) per id
+        self.num_chunks = chunks_needed(steps, self.batch_size, self.chunk_len, self.world_size)
         self.scale = self._fit() if isinstance(scale, str) and scale == "fit" else scale
         if self.scale is not None and not isinstance(self.scale, ColumnStats):
             raise TypeError(f"scale: expected None, 'fit' or a ColumnStats, got {scale!r}.")
-
-    def _steps(self, ids: slice) -> IntArray:
-        """Steps each id contributes (``"next"``: one fewer than its rows)."""
-        return self.index.lengths[ids] - (self.target == "next")
-
-    def _chunks_of(self, rank: int) -> int:
-        """Chunks rank ``rank`` needs (its packed rows, the longest one padded to a chunk)."""
-        steps = self._steps(self.index.shard(rank, self.world_size))
-        steps = steps[steps > 0]
-        if not len(steps):
-            raise ValueError(
-                f"world_size: rank {rank} of {self.world_size} gets no steps ({len(self.index.ids)} "
-                "ids in all, ids of one row give none with target='next'). Use fewer ranks."
-            )
-        return -(-int(pack(steps, self.batch_size)[2].max()) // self.chunk_len)
 
     def _fit(self) -> ColumnStats:
         stats = _stats(self.table, self.columns, self.rows)
@@ -470,41 +456,257 @@ class PanelStream:
 
     def __iter__(self) -> Iterator[Chunk]:
         """The chunks, in order; each call reads the rank's rows again from the file."""
-        B, L = self.batch_size, self.chunk_len
-        seqs = self.sequences()
-        heap = [(0, r) for r in range(B)]  # (steps placed in the row, row): the packing of pack()
-        pending: list[deque[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = [
-            deque() for _ in range(B)
-        ]
-        fin, fout = len(self.inputs), len(self.targets)
-        for c in range(self.num_chunks):
-            lo, hi = c * L, (c + 1) * L
-            while heap[0][0] < hi:  # a row runs out inside this chunk: give it the next id
-                nxt = next(seqs, None)
-                if nxt is None:
-                    break
-                at, r = heapq.heappop(heap)
-                pending[r].append((at, *nxt))
-                heapq.heappush(heap, (at + len(nxt[0]), r))
-            x = np.zeros((B, L, fin))  # (B, L, F_in)
-            y = np.zeros((B, L, fout))  # (B, L, F_out)
-            reset = np.zeros((B, L), dtype=bool)
-            mask = np.zeros((B, L), dtype=bool)
-            for r, segs in enumerate(pending):
-                for at, sx, sy, ok in segs:
-                    a, b = max(at, lo), min(at + len(sx), hi)
-                    x[r, a - lo : b - lo], y[r, a - lo : b - lo] = (
-                        sx[a - at : b - at],
-                        sy[a - at : b - at],
-                    )
-                    mask[r, a - lo : b - lo] = ok[a - at : b - at]
-                    if lo <= at < hi:
-                        reset[r, at - lo] = True
-                while segs and segs[0][0] + len(segs[0][1]) <= hi:
-                    segs.popleft()
-            yield Chunk(
-                torch.as_tensor(x, dtype=self.dtype),
-                torch.as_tensor(y, dtype=self.dtype),
-                torch.from_numpy(reset),
-                torch.from_numpy(mask),
+        widths = (len(self.inputs), len(self.targets))
+        return pack_chunks(
+            self.sequences(), self.batch_size, self.chunk_len, self.num_chunks, widths, self.dtype
+        )
+
+
+def chunks_needed(steps: IntArray, batch_size: int, chunk_len: int, world_size: int) -> int:
+    """Chunks every rank yields: the most any rank's block of ids needs once packed."""
+    need = 0
+    for rank in range(world_size):
+        mine = steps[shard_of(len(steps), rank, world_size)]
+        mine = mine[mine > 0]
+        if not len(mine):
+            raise ValueError(
+                f"world_size: rank {rank} of {world_size} gets no steps ({len(steps)} ids in "
+                "all, ids of one row give none with target='next'). Use fewer ranks."
             )
+        need = max(need, -(-int(pack(mine, batch_size)[2].max()) // chunk_len))
+    return need
+
+
+Sequence3 = tuple[np.ndarray, np.ndarray, np.ndarray]  # x (T, F_in), y (T, F_out), valid (T,)
+
+
+def pack_chunks(
+    seqs: Iterator[Sequence3],
+    batch_size: int,
+    chunk_len: int,
+    num_chunks: int,
+    widths: tuple[int, int],
+    dtype: torch.dtype = torch.float32,
+) -> Iterator[Chunk]:
+    """Pack sequences, in order, into B rows on the fly: each to the currently shortest row
+    (``StreamBatcher``'s packed layout), a reset where it starts; ``num_chunks`` chunks (the
+    last ones padded, mask False). Only the sequences overlapping the current chunk are held."""
+    B, L = batch_size, chunk_len
+    heap = [(0, r) for r in range(B)]  # (steps placed in the row, row): the packing of pack()
+    pending: list[deque[tuple[int, np.ndarray, np.ndarray, np.ndarray]]] = [
+        deque() for _ in range(B)
+    ]
+    for c in range(num_chunks):
+        lo, hi = c * L, (c + 1) * L
+        while heap[0][0] < hi:  # a row runs out inside this chunk: give it the next sequence
+            nxt = next(seqs, None)
+            if nxt is None:
+                break
+            at, r = heapq.heappop(heap)
+            pending[r].append((at, *nxt))
+            heapq.heappush(heap, (at + len(nxt[0]), r))
+        x = np.zeros((B, L, widths[0]))  # (B, L, F_in)
+        y = np.zeros((B, L, widths[1]))  # (B, L, F_out)
+        reset = np.zeros((B, L), dtype=bool)
+        mask = np.zeros((B, L), dtype=bool)
+        for r, segs in enumerate(pending):
+            for at, sx, sy, ok in segs:
+                a, b = max(at, lo), min(at + len(sx), hi)
+                x[r, a - lo : b - lo] = sx[a - at : b - at]
+                y[r, a - lo : b - lo] = sy[a - at : b - at]
+                mask[r, a - lo : b - lo] = ok[a - at : b - at]
+                if lo <= at < hi:
+                    reset[r, at - lo] = True
+            while segs and segs[0][0] + len(segs[0][1]) <= hi:
+                segs.popleft()
+        yield Chunk(
+            torch.as_tensor(x, dtype=dtype),
+            torch.as_tensor(y, dtype=dtype),
+            torch.from_numpy(reset),
+            torch.from_numpy(mask),
+        )
+
+
+# -- the --data job above STREAM_ROWS rows: a sample in memory, every id streamed --------------
+STREAM_ROWS = 2_000_000  # a Parquet file with more rows is streamed by ``tbptt train --data``
+SAMPLE_ROWS = 200_000  # rows of evenly spaced ids read whole (defaults, validation, report)
+
+
+def parquet_rows(path: str | os.PathLike[str]) -> int:
+    """Rows of a Parquet file from its footer (0 for any other file)."""
+    if not os.fspath(path).endswith((".parquet", ".pq")):
+        return 0
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(os.fspath(path)).metadata.num_rows)
+
+
+def iter_frames(
+    path: str | os.PathLike[str], index: IdIndex, ids: Sequence[int], columns: Sequence[str]
+) -> Iterator[tuple[int, Any]]:
+    """``(i, DataFrame)`` for each id ``i`` of ``ids`` (increasing), reading only its rows."""
+    import pyarrow as pa
+
+    table = _Table(path)
+    for i in ids:
+        a, n = int(index.starts[i]), int(index.lengths[i])
+        parts = list(table.parts(list(columns), a, a + n))
+        table.rows_read += n
+        yield i, pa.concat_tables(parts).to_pandas()
+
+
+def sample_frame(
+    path: str | os.PathLike[str], id: str | None, max_rows: int | None = None
+) -> tuple[Any, IdIndex, IntArray]:
+    """Evenly spaced whole ids, about ``max_rows`` rows (default ``SAMPLE_ROWS``), as one
+    DataFrame; the index of every id; and which ids were taken ``(S,)``."""
+    import pandas as pd
+
+    max_rows = SAMPLE_ROWS if max_rows is None else max_rows
+    index = index_ids(path, id)
+    if id is None:
+        raise ValueError(
+            f"--id: {parquet_rows(path)} rows in one sequence are too many to hold; give the id "
+            "column (streaming reads one id at a time)."
+        )
+    n = len(index.ids)
+    take = max(1, min(n, int(max_rows // max(1, index.lengths.mean()))))
+    picked = np.unique(np.linspace(0, n - 1, take).round().astype(np.int64))
+    columns = list(_Table(path).pf.schema_arrow.names)  # type: ignore[union-attr]
+    frames = [df for _, df in iter_frames(path, index, picked.tolist(), columns)]
+    return pd.concat(frames, ignore_index=True), index, picked
+
+
+class FrameStream:
+    """Chunks from every id of a file, one id at a time as a DataFrame turned into arrays by
+    ``transform(i, df) -> (x (T, F_in), y (T, F_out), valid (T,))``; packed with ``pack_chunks``.
+    ``steps[i]``: the steps id ``i`` gives (0: none). This rank reads its block of ids only."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        index: IdIndex,
+        steps: IntArray,
+        transform: Any,
+        columns: Sequence[str],
+        widths: tuple[int, int],
+        *,
+        batch_size: int,
+        chunk_len: int,
+    ) -> None:
+        self.path, self.index, self.steps, self.transform = path, index, steps, transform
+        self.columns, self.widths = list(columns), widths
+        self.batch_size, self.chunk_len = batch_size, chunk_len
+        self.rank, self.world_size = _dist_rank()
+        self.num_chunks = chunks_needed(steps, batch_size, chunk_len, self.world_size)
+
+    def __len__(self) -> int:
+        return self.num_chunks
+
+    def _sequences(self) -> Iterator[Sequence3]:
+        shard = shard_of(len(self.steps), self.rank, self.world_size)
+        ids = [i for i in range(shard.start, shard.stop) if self.steps[i] > 0]
+        for i, df in iter_frames(self.path, self.index, ids, self.columns):
+            yield self.transform(i, df)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return pack_chunks(
+            self._sequences(), self.batch_size, self.chunk_len, self.num_chunks, self.widths
+        )
+
+
+def _one_panel(df: Any, id_col: str | None, time_col: str | None) -> Any:
+    from tbptt.tabular.panel import make_panel
+
+    return make_panel(df, id_col=id_col, time_col=time_col)
+
+
+def refit_spec(
+    path: str | os.PathLike[str],
+    index: IdIndex,
+    spec: Any,
+    n_train: IntArray,
+    id_col: str | None,
+    time_col: str | None,
+) -> Any:
+    """``spec`` (fitted on a sample of ids) with the scaling of every numeric column and the
+    change scale of every target refitted on the training rows of all ids: one streaming pass
+    of running statistics (``ColumnStats``), merged across ranks under ``torch.distributed``."""
+    from dataclasses import replace
+
+    cols = [*spec.targets, *spec.past, *spec.known]
+    zeros = (np.zeros(len(cols)), np.zeros(len(cols)), np.zeros(len(cols)))
+    levels, changes = ColumnStats(tuple(cols), *zeros), ColumnStats(tuple(cols), *zeros)
+    rank, world = _dist_rank()
+    shard = shard_of(len(index.ids), rank, world)
+    ids = [i for i in range(shard.start, shard.stop) if n_train[i] > 0]
+    needed = [c for c in (id_col, time_col) if c] + cols
+    for i, df in iter_frames(path, index, ids, needed):
+        frame = _one_panel(df, id_col, time_col).frame
+        v = frame[cols].to_numpy(np.float64)[: n_train[i]]  # (n_train, C) raw values
+        levels = levels.merge(ColumnStats.of(cols, v))
+        changes = changes.merge(ColumnStats.of(cols, np.diff(v, axis=0)))
+    if world > 1:
+        every: list[Any] = [None] * world
+        torch.distributed.all_gather_object(every, (levels, changes))
+        levels, changes = every[0]
+        for lv, ch in every[1:]:
+            levels, changes = levels.merge(lv), changes.merge(ch)
+    sd = np.sqrt(levels.m2 / np.maximum(levels.count, 1))
+    sd = np.where(sd > 1e-12, sd, 1.0)  # as the in-memory fit: a constant column is not scaled
+    sdc = np.sqrt(changes.m2 / np.maximum(changes.count, 1))
+    sdc = np.where(sdc > 1e-12, sdc, 1.0)
+    k = len(spec.targets)
+    return replace(
+        spec,
+        mean={**spec.mean, **{c: float(m) for c, m in zip(cols, levels.mean)}},
+        sd={**spec.sd, **{c: float(v) for c, v in zip(cols, sd)}},
+        sd_change={c: float(sdc[j] / sd[j]) for j, c in enumerate(cols[:k])},
+    )
+
+
+def forecast_stream(
+    path: str | os.PathLike[str],
+    index: IdIndex,
+    spec: Any,
+    n_train: IntArray,
+    id_col: str | None,
+    time_col: str | None,
+    *,
+    batch_size: int,
+    chunk_len: int,
+) -> FrameStream:
+    """The training chunks of a forecast run over every id, streamed: each id's first
+    ``n_train[i]`` steps through the run's own preparation (``forecast_arrays``), its last
+    target (a validation step) weighted 0, steps without a weighted target masked."""
+    from tbptt.tabular.prepare import forecast_arrays
+
+    cols = list(
+        dict.fromkeys(
+            [c for c in (id_col, time_col) if c]
+            + [*spec.targets, *spec.past, *spec.known, *spec.cats]
+        )
+    )
+
+    def transform(i: int, df: Any) -> Sequence3:
+        a = forecast_arrays(_one_panel(df, id_col, time_col), spec)[0]
+        n = int(n_train[i])
+        x, y = a["x"][:n], a["y"][:n].copy()  # (n, F_in), (n, 2 n_out): values, weights
+        half = y.shape[1] // 2
+        y[n - 1, half:] = 0.0  # its target is a validation step
+        return x, y, y[:, half:].sum(1) > 0
+
+    steps = np.where(n_train >= 2, n_train, 0)
+    first = int(np.flatnonzero(steps)[0])
+    _, df = next(iter_frames(path, index, [first], cols))
+    x, y, _ = transform(first, df)  # the widths, from one id
+    return FrameStream(
+        path,
+        index,
+        steps,
+        transform,
+        cols,
+        (x.shape[1], y.shape[1]),
+        batch_size=batch_size,
+        chunk_len=chunk_len,
+    )
