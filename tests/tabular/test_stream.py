@@ -375,3 +375,16 @@ def test_tbptt_train_streams_a_large_parquet_file(tmp_path, streamed, monkeypatc
     assert main([*args, "--task", "regress", *runs, "--name", "c", *flags]) == 2
     err = capsys.readouterr().err
     assert "--task regress:" in err and "streaming trains --task forecast only" in err
+
+
+def test_ids_sharing_a_row_group_read_it_once(tmp_path):
+    from tbptt.tabular.stream import _Table, iter_frames
+
+    df = panel([3] * 40)  # 120 rows, row groups of 7: about 2 ids per group
+    path = write(df, tmp_path / "p.parquet")
+    index = index_ids(path, "store")
+    table = _Table(path)
+    frames = list(iter_frames(path, index, range(40), ["store", "a"], table))
+    assert [f["store"].iloc[0] for _, f in frames] == list(range(100, 140))
+    assert pd.concat([f for _, f in frames])["a"].tolist() == df["a"].tolist()
+    assert table.groups_read == -(-120 // 7)  # 18 groups, each read once

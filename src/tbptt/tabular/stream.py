@@ -1,8 +1,8 @@
 """Streaming a long-format panel file into training chunks in bounded memory.
 
 A panel file holds one row per (id, step), the rows of each id contiguous and in time order:
-a Parquet file (read record batch by record batch with ``pyarrow``, only the row groups that
-hold this rank's ids) or a ``.npy`` array ``(N, T, F)`` opened with ``mmap_mode="r"`` (id = the
+a Parquet file (read one row group at a time with ``pyarrow``, only the row groups that hold
+this rank's ids) or a ``.npy`` array ``(N, T, F)`` opened with ``mmap_mode="r"`` (id = the
 first axis, columns = feature indices). Nothing ever holds the whole file:
 
 1. ``index_ids`` reads the id column (and the time column, to check the order) once and keeps
@@ -15,12 +15,19 @@ first axis, columns = feature indices). Nothing ever holds the whole file:
    end), chunk by chunk. In memory: the ids overlapping the current chunk (at most about B of
    them) plus one Parquet row group of the columns read (write files with row groups of
    ~10^5 rows, e.g. ``pyarrow.parquet.write_table(t, path, row_group_size=100_000)``).
+4. ``tbptt train --data`` streams a Parquet file of more than ``STREAM_ROWS`` rows (forecast
+   runs): a sample of whole ids (``sample_frame``) is read into memory for the defaults, the
+   validation, the baselines and the report; ``refit_spec`` refits the scaling on every id's
+   training rows in one streaming pass; ``forecast_stream`` trains on every id, one at a time,
+   through the run's own preparation.
+
+The ids are read in file order (no shuffling between epochs).
 
 >>> import numpy as np, tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "panel.npy")
 >>> np.save(path, np.arange(2 * 5 * 1, dtype=np.float32).reshape(2, 5, 1))   # 2 ids x 5 steps
 >>> s = PanelStream(path, inputs=[0], targets=[0], batch_size=1, chunk_len=4)
->>> [c.inputs[0, :, 0].tolist() for c in s]                  # x[t]; packed: id 1 starts mid-chunk
+>>> [c.inputs[0, :, 0].tolist() for c in s]                  # x[t]: 4 steps per id
 [[0.0, 1.0, 2.0, 3.0], [5.0, 6.0, 7.0, 8.0]]
 >>> [c.reset[0].tolist() for c in s][1], s.num_chunks
 ([True, False, False, False], 2)
@@ -43,7 +50,19 @@ from tbptt.chunk import Chunk
 from tbptt.data._checks import check_choice, check_int
 from tbptt.data._plan import pack
 
-__all__ = ["ColumnStats", "IdIndex", "PanelStream", "column_stats", "index_ids", "shard_of"]
+__all__ = [
+    "ColumnStats",
+    "FrameStream",
+    "IdIndex",
+    "PanelStream",
+    "column_stats",
+    "forecast_stream",
+    "index_ids",
+    "pack_chunks",
+    "refit_spec",
+    "sample_frame",
+    "shard_of",
+]
 
 Column = str | int
 FloatArray = npt.NDArray[np.float64]
@@ -59,6 +78,8 @@ class _Table:
         self.path = os.fspath(path)
         self.batch_rows = check_int("batch_rows", batch_rows)
         self.rows_read = 0  # value rows handed out by ``blocks`` (what this rank read)
+        self._group: tuple[Any, Any] | None = None  # the last row group read: (key, table)
+        self.groups_read = 0
         if not os.path.isfile(self.path):
             raise FileNotFoundError(
                 f"path: no file at {self.path!r}. Pass a .parquet or .npy file."
@@ -143,14 +164,19 @@ class _Table:
         self, columns: Sequence[Column], start: int = 0, stop: int | None = None
     ) -> Iterator[Any]:
         """Rows ``[start, stop)`` of a Parquet file as Arrow tables of ``batch_rows`` rows,
-        reading one row group at a time (``iter_batches`` keeps what it has read)."""
+        reading one row group at a time and keeping only the last one (``iter_batches`` keeps
+        everything it has read)."""
         stop = self.num_rows if stop is None else stop
         assert self.pf is not None
         g0 = int(np.searchsorted(self.group_start, start, side="right")) - 1
         g1 = int(np.searchsorted(self.group_start, stop, side="left"))
         for g in range(max(g0, 0), g1):
             at = int(self.group_start[g])
-            group = self.pf.read_row_group(g, columns=list(columns))
+            key = (g, tuple(columns))
+            if self._group is None or self._group[0] != key:  # ids sharing a group: read once
+                self._group = (key, self.pf.read_row_group(g, columns=list(columns)))
+                self.groups_read += 1
+            group = self._group[1]
             lo, hi = max(start - at, 0), min(stop - at, group.num_rows)
             for a in range(lo, hi, self.batch_rows):
                 yield group.slice(a, min(hi - a, self.batch_rows))
@@ -542,12 +568,17 @@ def parquet_rows(path: str | os.PathLike[str]) -> int:
 
 
 def iter_frames(
-    path: str | os.PathLike[str], index: IdIndex, ids: Sequence[int], columns: Sequence[str]
+    path: str | os.PathLike[str],
+    index: IdIndex,
+    ids: Sequence[int],
+    columns: Sequence[str],
+    table: _Table | None = None,
 ) -> Iterator[tuple[int, Any]]:
-    """``(i, DataFrame)`` for each id ``i`` of ``ids`` (increasing), reading only its rows."""
+    """``(i, DataFrame)`` for each id ``i`` of ``ids`` (increasing), reading only its rows
+    (each row group once when the ids are increasing)."""
     import pyarrow as pa
 
-    table = _Table(path)
+    table = _Table(path) if table is None else table
     for i in ids:
         a, n = int(index.starts[i]), int(index.lengths[i])
         parts = list(table.parts(list(columns), a, a + n))
