@@ -252,8 +252,26 @@ def _rank(rank: int, world: int, tmp: str, out: dict) -> None:
         )
         n = len(list(s))
         out[rank] = (s.ids, s.rows, s.rows_read, n, s.scale.mean.tolist(), s.scale.std.tolist())
+        out[f"door{rank}"] = _door_rank(f"{tmp}/d.parquet")
     finally:
         dist.destroy_process_group()
+
+
+def _door_rank(path: str) -> tuple:
+    """The --data streaming pieces on this rank: the refitted spec, the ids read, the chunks."""
+    from tbptt.tabular.job import holdout
+    from tbptt.tabular.panel import make_panel
+    from tbptt.tabular.prepare import fit_spec
+    from tbptt.tabular.stream import forecast_stream, refit_spec
+
+    p = make_panel(pd.read_parquet(path), id_col="store", time_col="date")
+    n_train = holdout(p.lengths, 0.2)
+    spec = fit_spec(p, "forecast", ["y"], ["promo"], [], n_train, 7)
+    index = index_ids(path, "store")
+    spec = refit_spec(path, index, spec, n_train, "store", "date")
+    train = forecast_stream(path, index, spec, n_train, "store", "date", batch_size=2, chunk_len=8)
+    n = len(list(train))
+    return spec.to_dict(), train.ids_read, n, (train.rank, train.world_size)
 
 
 def test_two_gloo_ranks_read_only_their_ids_and_share_the_scaling(tmp_path):
@@ -261,6 +279,7 @@ def test_two_gloo_ranks_read_only_their_ids_and_share_the_scaling(tmp_path):
     write(df, tmp_path / "p.parquet", row_group_size=4)
     with tempfile.TemporaryDirectory() as tmp:
         write(df, os.path.join(tmp, "p.parquet"), row_group_size=4)
+        door_panel(os.path.join(tmp, "d.parquet"))
         out = mp.Manager().dict()
         mp.spawn(_rank, args=(2, tmp, out), nprocs=2, join=True)
     whole = df[["a", "b", "y"]].to_numpy(np.float64)
@@ -272,6 +291,21 @@ def test_two_gloo_ranks_read_only_their_ids_and_share_the_scaling(tmp_path):
         np.testing.assert_allclose(mean, whole.mean(0), rtol=1e-12)
         np.testing.assert_allclose(std, whole.std(0), rtol=1e-12)
     assert out[0][3] == out[1][3]  # the same number of chunks on both ranks
+    # tbptt train --data's streaming under 2 ranks: one scaling (merged), ids split, same chunks
+    (spec0, ids0, n0, where0), (spec1, ids1, n1, where1) = out["door0"], out["door1"]
+    assert where0 == (0, 2) and where1 == (1, 2)
+    assert ids0 == [0, 1, 2] and ids1 == [3, 4, 5] and n0 == n1
+    assert spec0 == spec1
+    whole = door_panel(tmp_path / "d.parquet")
+    from tbptt.tabular.job import holdout
+    from tbptt.tabular.panel import make_panel
+    from tbptt.tabular.prepare import fit_spec
+
+    p = make_panel(pd.read_parquet(whole), id_col="store", time_col="date")
+    want = fit_spec(p, "forecast", ["y"], ["promo"], [], holdout(p.lengths, 0.2), 7).to_dict()
+    for key in ("mean", "sd", "sd_change"):
+        for col, v in want[key].items():
+            assert spec0[key][col] == pytest.approx(v, rel=1e-12), (key, col)
 
 
 def test_string_ids_and_date_times_are_indexed(tmp_path):

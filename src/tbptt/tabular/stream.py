@@ -637,7 +637,9 @@ class FrameStream:
     def _sequences(self) -> Iterator[Sequence3]:
         shard = shard_of(len(self.steps), self.rank, self.world_size)
         ids = [i for i in range(shard.start, shard.stop) if self.steps[i] > 0]
+        self.ids_read: list[int] = []  # this rank's ids, as read (a check for sharding)
         for i, df in iter_frames(self.path, self.index, ids, self.columns):
+            self.ids_read.append(i)
             yield self.transform(i, df)
 
     def __iter__(self) -> Iterator[Chunk]:
