@@ -28,6 +28,8 @@ examples:
   tbptt train --minutes 10 --hidden 512        # longer, bigger
   tbptt train --k1 32 --k2 96 --mode recompute # decoupled TBPTT(k1, k2)
   tbptt train --task series                    # yearly sunspots vs naive baselines
+  tbptt train --data my.csv --target y --id store --time date   # your own sequences
+  tbptt predict runs/forecast-20250101-120000 --data my.csv --out out.csv --horizon 14
   tbptt train --config run.toml --lr 1e-3      # a TOML file; flags override it
   tbptt train --resume runs/text-20250101-120000
   tbptt explain --k1 4 --k2 8                  # a picture of what TBPTT(4, 8) trains
@@ -261,10 +263,14 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
         task = flags.get("task") or toml.get("task") or ("auto" if data else "text")
         base = RunConfig(task=task)
     cfg = merge(merge(base, toml, f"config file {args.config}"), flags, "flags")
-    if ckpt is None and cfg.data is not None:  # sizes, lengths, budget chosen from the data
-        from tbptt.tabular.job import data_defaults
+    if ckpt is None and cfg.task == "series":  # the built-in series go through the data door
+        from tbptt.tabular.dataset import builtin_series_config
 
-        cfg = data_defaults(merge(cfg, {"data": str(Path(cfg.data).expanduser().resolve())}))
+        cfg = builtin_series_config(cfg)
+    if ckpt is None and cfg.data is not None:  # sizes, lengths, budget chosen from the data
+        from tbptt.tabular.dataset import data_defaults, resolve_data
+
+        cfg = data_defaults(merge(cfg, {"data": resolve_data(cfg.data)}))
     cfg = cfg.resolved()
     if ckpt is not None:
         diff = _config_diff(saved, cfg.to_dict(), Trainer.resume_may_change)

@@ -337,7 +337,7 @@ def door_panel(path, ids: int = 6, seed: int = 0) -> str:
 
 
 def door_cfg(path, **kw):
-    from tbptt.tabular.job import data_defaults
+    from tbptt.tabular.dataset import data_defaults
     from tbptt.train.config import RunConfig
 
     cfg = RunConfig(task="auto", data=str(path), target="y", id="store", time="date", **kw)
@@ -347,18 +347,19 @@ def door_cfg(path, **kw):
 @pytest.fixture
 def streamed(monkeypatch):
     """Every Parquet file of more than 100 rows is streamed; the sample holds ``SAMPLE_ROWS``."""
-    from tbptt.tabular import job, stream
+    from tbptt.tabular import dataset, stream
 
     monkeypatch.setattr(stream, "STREAM_ROWS", 100)
-    job._read.cache_clear()
+    dataset._read.cache_clear()
     yield stream
-    job._read.cache_clear()
+    dataset._read.cache_clear()
 
 
 def test_streamed_job_equals_the_in_memory_preparation(tmp_path, streamed, monkeypatch):
     """With a sample that holds every id: the streaming pass refits the same scaling as the
     in-memory fit, and the streamed chunks are the in-memory training arrays, packed in order."""
-    from tbptt.tabular.job import WeightedStream, build_data_job, holdout, load_data
+    from tbptt.tabular.dataset import load_data
+    from tbptt.tabular.job import WeightedStream, build_data_job, holdout
     from tbptt.tabular.prepare import fit_spec, forecast_arrays
 
     monkeypatch.setattr(streamed, "SAMPLE_ROWS", 10**9)
@@ -404,7 +405,7 @@ def test_tbptt_train_streams_a_large_parquet_file(tmp_path, streamed, monkeypatc
         "streamed: all 6 ids (315 rows) train, validation and baselines on 2 evenly"
         in summary["data"]
     )
-    assert summary["verdict"] and summary["model"]["y"]["one_step"]["rmse"] > 0
+    assert summary["verdict"] and summary["scores"]["model"]["y"]["one_step"]["rmse"] > 0
     capsys.readouterr()
     assert main([*args, "--task", "regress", *runs, "--name", "c", *flags]) == 2
     err = capsys.readouterr().err

@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.report import evaluate_run, write_outputs
 
 __all__ = ["after_training", "predict_run"]
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k in ("model", "baselines", "verdict")}
 
 
 def after_training(
@@ -24,11 +21,11 @@ def after_training(
     pred = Predictor(model, cfg, extra)
     data: Any = cfg.data
     if extra.get("streamed"):  # a streamed file: its sample of ids (the validation data)
-        from tbptt.tabular.job import _read
+        from tbptt.tabular.dataset import _read
 
-        data = _read(str(Path(cfg.data).expanduser().resolve()), cfg.id)[0]
+        data = _read(resolve_data(cfg.data), cfg.id)[0]
     result = evaluate_run(pred, data)
-    summary.update(_jsonable(result))
+    summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)
     return str(result["verdict"])
@@ -49,11 +46,14 @@ def predict_run(
     pred = Predictor(model, cfg, extra)
     lines = []
     path = data or cfg.data
-    if data is None or Path(data).resolve() == Path(cfg.data).resolve():
+    if data is None or resolve_data(data) == resolve_data(cfg.data):
         lines.append(evaluate_run(pred, path)["verdict"])
     panel = pred.panel(path)
     h = (horizon or int(cfg.horizon or 0)) if pred.spec.task == "forecast" else 0
     frame = pred.predict_frame(panel, h)
+    if h and len(panel.ids) == 1 and len(pred.spec.targets) == 1:
+        values = frame.loc[frame["kind"] == "forecast", "yhat"]
+        lines.append(f"forecast ({h} steps): " + " ".join(f"{v:.4g}" for v in values))
     target = Path(out) if out else run_dir / "predictions.csv"
     if out and target.exists() and target.is_dir():
         raise ValueError(f"--out {out!r} is a folder; give a file name such as predictions.csv.")
