@@ -594,12 +594,12 @@ def sample_frame(
     import pandas as pd
 
     max_rows = SAMPLE_ROWS if max_rows is None else max_rows
-    index = index_ids(path, id)
     if id is None:
         raise ValueError(
-            f"--id: {parquet_rows(path)} rows in one sequence are too many to hold; give the id "
-            "column (streaming reads one id at a time)."
+            f"--id: {parquet_rows(path):,} rows (more than {STREAM_ROWS:,}) in one sequence are "
+            "too many to hold; give the id column (streaming reads one id at a time)."
         )
+    index = index_ids(path, id)
     n = len(index.ids)
     take = max(1, min(n, int(max_rows // max(1, index.lengths.mean()))))
     picked = np.unique(np.linspace(0, n - 1, take).round().astype(np.int64))
