@@ -375,11 +375,11 @@ def test_streamed_job_equals_the_in_memory_preparation(tmp_path, streamed, monke
     for key in ("mean", "sd", "sd_change"):
         for col, v in want.to_dict()[key].items():
             assert got[key][col] == pytest.approx(v, rel=1e-12), (key, col)
-    arrays = forecast_arrays(p, want)
+    arrays = forecast_arrays(p, want, n_train)
     xs, ys = [], []
     for a, n in zip(arrays, n_train):
         y = a["y"][:n].copy()
-        y[n - 1, y.shape[1] // 2 :] = 0.0
+        y[n - 1, want.n_out :] = 0.0
         xs.append(torch.tensor(a["x"][:n], dtype=torch.float32))
         ys.append(torch.tensor(y, dtype=torch.float32))
     ref = list(WeightedStream(xs, ys, batch_size=cfg.batch_size, chunk_len=cfg.chunk_len))

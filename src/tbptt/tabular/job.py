@@ -44,13 +44,14 @@ __all__ = ["WeightedStream", "build_data_job", "build_data_model", "holdout", "s
 
 class WeightedStream(StreamBatcher):
     """A StreamBatcher whose mask also drops the steps whose target weights are all zero, so
-    means count only the steps that have a target (targets ``(..., 2K)``: values, weights)."""
+    means count only the steps that have a target (targets ``(..., 3K)``: values, mask weights,
+    loss weights)."""
 
     def chunk(self, index: int) -> Chunk:
         c = super().chunk(index)
-        k = c.targets.shape[-1] // 2
+        k = c.targets.shape[-1] // 3
         assert c.mask is not None
-        return c._replace(mask=c.mask & (c.targets[..., k:].sum(-1) > 0))
+        return c._replace(mask=c.mask & (c.targets[..., k : 2 * k].sum(-1) > 0))
 
 
 def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
@@ -121,7 +122,7 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
     if ds.streamed:  # the sample shaped the spec; every id's training rows scale it
         n_all = holdout(ds.streamed[0].lengths, cfg.val_fraction)
         spec = streaming.refit_spec(cfg.data, ds.streamed[0], spec, n_all, p.id_col, p.time_col)
-    arrays = forecast_arrays(p, spec)
+    arrays = forecast_arrays(p, spec, n_train)
     k, half = len(spec.targets), spec.n_out
     train_x, train_y, val_y = [], [], []
     for a, n in zip(arrays, n_train.tolist()):
@@ -132,7 +133,8 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
             train_y.append(y)
         y = a["y"].copy()
         y[: max(n - 1, 0), half:] = 0.0  # validation: only the held-out steps count,
-        y[:, half + k :] = 0.0  # and only the targets, not the covariates
+        y[:, half + k : 2 * half] = 0.0  # and only the targets, not the covariates
+        y[:, 2 * half + k :] = 0.0
         val_y.append(y)
     n_val = int((p.lengths - n_train).sum())
     return _Parts(
@@ -189,9 +191,11 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         lv = target_levels(p.frame, spec)  # (rows, k) scaled, NaN where missing
         seqs = [lv[p.rows(i)] for i in range(len(p.ids))]
         if ds.per_sequence:
-            ys = [np.concatenate([s[0], np.isfinite(s[0])]) for s in seqs]
+            ys = [np.concatenate([s[0], np.isfinite(s[0]), np.isfinite(s[0])]) for s in seqs]
         else:
-            ys = [np.concatenate([np.nan_to_num(s), np.isfinite(s)], 1) for s in seqs]
+            ys = [
+                np.concatenate([np.nan_to_num(s), np.isfinite(s), np.isfinite(s)], 1) for s in seqs
+            ]
         scale = [spec.sd[c] for c in spec.targets]
         metrics = RegressMetrics(scale, spec.n_out)
         loss_fn = weighted_mse

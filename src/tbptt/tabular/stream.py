@@ -711,7 +711,8 @@ def forecast_stream(
 ) -> FrameStream:
     """The training chunks of a forecast run over every id, streamed: each id's first
     ``n_train[i]`` steps through the run's own preparation (``forecast_arrays``), its last
-    target (a validation step) weighted 0, steps without a weighted target masked."""
+    target (a validation step) weighted 0, steps without a weighted target masked (as the
+    in-memory ``WeightedStream``)."""
     from tbptt.tabular.prepare import forecast_arrays
 
     cols = list(
@@ -722,12 +723,12 @@ def forecast_stream(
     )
 
     def transform(i: int, df: Any) -> Sequence3:
-        a = forecast_arrays(_one_panel(df, id_col, time_col), spec)[0]
         n = int(n_train[i])
-        x, y = a["x"][:n], a["y"][:n].copy()  # (n, F_in), (n, 2 n_out): values, weights
-        half = y.shape[1] // 2
+        a = forecast_arrays(_one_panel(df, id_col, time_col), spec, np.array([n]))[0]
+        x, y = a["x"][:n], a["y"][:n].copy()  # (n, F_in), (n, 3 n_out): values, mask and
+        half = spec.n_out  # loss weights
         y[n - 1, half:] = 0.0  # its target is a validation step
-        return x, y, y[:, half:].sum(1) > 0
+        return x, y, y[:, half : 2 * half].sum(1) > 0
 
     steps = np.where(n_train >= 2, n_train, 0)
     first = int(np.flatnonzero(steps)[0])
