@@ -19,7 +19,12 @@ def after_training(
     """Score the trained (best) model on its validation data next to the baselines, write
     predictions.csv and the plots; the verdict lines (also in ``summary``)."""
     pred = Predictor(model, cfg, extra)
-    result = evaluate_run(pred, cfg.data)
+    data: Any = cfg.data
+    if extra.get("streamed"):  # a streamed file: its sample of ids (the validation data)
+        from tbptt.tabular.dataset import _read
+
+        data = _read(resolve_data(cfg.data), cfg.id)[0]
+    result = evaluate_run(pred, data)
     summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)

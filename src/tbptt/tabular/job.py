@@ -21,6 +21,7 @@ import torch
 from tbptt import losses
 from tbptt.chunk import Chunk
 from tbptt.data import StreamBatcher
+from tbptt.tabular import stream as streaming
 from tbptt.tabular.baselines import forecast_baselines
 from tbptt.tabular.dataset import load_data
 from tbptt.tabular.model import (
@@ -118,6 +119,9 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         )
     season = int(cfg.season or 1)
     spec = fit_spec(p, "forecast", ds.targets, ds.features, ds.known, n_train, season)
+    if ds.streamed:  # the sample shaped the spec; every id's training rows scale it
+        n_all = holdout(ds.streamed[0].lengths, cfg.val_fraction)
+        spec = streaming.refit_spec(cfg.data, ds.streamed[0], spec, n_all, p.id_col, p.time_col)
     arrays = forecast_arrays(p, spec, n_train)
     k, half = len(spec.targets), spec.n_out
     train_x, train_y, val_y = [], [], []
@@ -151,6 +155,11 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
 def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     """classify / regress: a (stratified, for classes) fraction of the sequences is held out."""
     p = ds.panel
+    if ds.streamed:
+        raise ValueError(
+            f"--task {cfg.task}: {cfg.data} has more than {streaming.STREAM_ROWS:,} rows, so it "
+            "is streamed, and streaming trains --task forecast only. Use a smaller file."
+        )
     labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
     strata = labels if cfg.task == "classify" else np.zeros(len(labels))
     val = stratified_val(strata, cfg.val_fraction, cfg.seed)
@@ -222,15 +231,32 @@ def build_data_job(cfg: Any) -> Any:
     parts = _forecast_parts(cfg, ds) if cfg.task == "forecast" else _sequence_parts(cfg, ds)
     # a mask of the steps that have a target, so means count those only
     stream = WeightedStream if parts.weighted and parts.target_at == "step" else StreamBatcher
-    train = stream(
-        _tensors(parts.train_x),
-        _targets(parts.train_y),
-        batch_size=int(min(cfg.batch_size, len(parts.train_x))),
-        chunk_len=cfg.chunk_len,
-        target_at=parts.target_at,
-        shuffle=len(parts.train_x) > 1,
-        seed=cfg.seed,
-    )
+    if ds.streamed:  # every id, read one at a time; validation and baselines: the sample
+        index, picked = ds.streamed
+        train: Any = streaming.forecast_stream(
+            cfg.data,
+            index,
+            parts.spec,
+            holdout(index.lengths, cfg.val_fraction),
+            ds.panel.id_col,
+            ds.panel.time_col,
+            batch_size=int(min(cfg.batch_size, len(index.ids))),
+            chunk_len=cfg.chunk_len,
+        )
+        parts.desc += (
+            f"; streamed: all {len(index.ids)} ids ({int(index.lengths.sum())} rows) train, "
+            f"validation and baselines on {len(picked)} evenly spaced ids"
+        )
+    else:
+        train = stream(
+            _tensors(parts.train_x),
+            _targets(parts.train_y),
+            batch_size=int(min(cfg.batch_size, len(parts.train_x))),
+            chunk_len=cfg.chunk_len,
+            target_at=parts.target_at,
+            shuffle=len(parts.train_x) > 1,
+            seed=cfg.seed,
+        )
     val = stream(
         _tensors(parts.val_x),
         _targets(parts.val_y),
@@ -244,6 +270,7 @@ def build_data_job(cfg: Any) -> Any:
         "n_in": n_in,
         "notes": p.notes,
         "data": str(cfg.data),
+        "streamed": ds.streamed is not None,
         **parts.split,
     }
     return Job(
