@@ -262,7 +262,7 @@ def _door_rank(path: str) -> tuple:
     from tbptt.tabular.job import holdout
     from tbptt.tabular.panel import make_panel
     from tbptt.tabular.prepare import fit_spec
-    from tbptt.tabular.stream import forecast_stream, refit_spec
+    from tbptt.tabular.streamed import forecast_stream, refit_spec
 
     p = make_panel(pd.read_parquet(path), id_col="store", time_col="date")
     n_train = holdout(p.lengths, 0.2)
@@ -347,11 +347,11 @@ def door_cfg(path, **kw):
 @pytest.fixture
 def streamed(monkeypatch):
     """Every Parquet file of more than 100 rows is streamed; the sample holds ``SAMPLE_ROWS``."""
-    from tbptt.tabular import dataset, stream
+    from tbptt.tabular import dataset, streamed
 
-    monkeypatch.setattr(stream, "STREAM_ROWS", 100)
+    monkeypatch.setattr(streamed, "STREAM_ROWS", 100)
     dataset._read.cache_clear()
-    yield stream
+    yield streamed
     dataset._read.cache_clear()
 
 
@@ -413,12 +413,13 @@ def test_tbptt_train_streams_a_large_parquet_file(tmp_path, streamed, monkeypatc
 
 
 def test_ids_sharing_a_row_group_read_it_once(tmp_path):
-    from tbptt.tabular.stream import _Table, iter_frames
+    from tbptt.tabular.stream import PanelTable
+    from tbptt.tabular.streamed import iter_frames
 
     df = panel([3] * 40)  # 120 rows, row groups of 7: about 2 ids per group
     path = write(df, tmp_path / "p.parquet")
     index = index_ids(path, "store")
-    table = _Table(path)
+    table = PanelTable(path)
     frames = list(iter_frames(path, index, range(40), ["store", "a"], table))
     assert [f["store"].iloc[0] for _, f in frames] == list(range(100, 140))
     assert pd.concat([f for _, f in frames])["a"].tolist() == df["a"].tolist()

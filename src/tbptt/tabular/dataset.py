@@ -132,7 +132,7 @@ def builtin_series_config(cfg: Any) -> Any:
 def _read(path: str, id_col: str | None) -> tuple[pd.DataFrame, Any]:
     """The whole file, or above ``stream.STREAM_ROWS`` Parquet rows a sample of whole ids
     with the index of every id (``tbptt.tabular.stream``: training streams all of them)."""
-    from tbptt.tabular import stream
+    from tbptt.tabular import streamed as stream
 
     if stream.parquet_rows(path) > stream.STREAM_ROWS:
         df, index, picked = stream.sample_frame(path, id_col)

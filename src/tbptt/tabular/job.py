@@ -21,7 +21,7 @@ import torch
 from tbptt import losses
 from tbptt.chunk import Chunk
 from tbptt.data import StreamBatcher
-from tbptt.tabular import stream as streaming
+from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
 from tbptt.tabular.dataset import load_data
 from tbptt.tabular.model import (

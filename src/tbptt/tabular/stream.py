@@ -15,12 +15,6 @@ first axis, columns = feature indices). Nothing ever holds the whole file:
    end), chunk by chunk. In memory: the ids overlapping the current chunk (at most about B of
    them) plus one Parquet row group of the columns read (write files with row groups of
    ~10^5 rows, e.g. ``pyarrow.parquet.write_table(t, path, row_group_size=100_000)``).
-4. ``tbptt train --data`` streams a Parquet file of more than ``STREAM_ROWS`` rows (forecast
-   runs): a sample of whole ids (``sample_frame``) is read into memory for the defaults, the
-   validation, the baselines and the report; ``refit_spec`` refits the scaling on every id's
-   training rows in one streaming pass; ``forecast_stream`` trains on every id, one at a time,
-   through the run's own preparation.
-
 The ids are read in file order (no shuffling between epochs).
 
 >>> import numpy as np, tempfile, os
@@ -52,15 +46,11 @@ from tbptt.data._plan import pack
 
 __all__ = [
     "ColumnStats",
-    "FrameStream",
     "IdIndex",
     "PanelStream",
     "column_stats",
-    "forecast_stream",
     "index_ids",
     "pack_chunks",
-    "refit_spec",
-    "sample_frame",
     "shard_of",
 ]
 
@@ -71,7 +61,7 @@ BATCH_ROWS = 65_536  # rows per record batch read from a Parquet file
 
 
 # -- the file: rows of numeric columns, read in blocks ------------------------------------------
-class _Table:
+class PanelTable:
     """Rows of a Parquet file or of an ``(N, T, F)`` ``.npy`` array, read in blocks."""
 
     def __init__(self, path: str | os.PathLike[str], batch_rows: int = BATCH_ROWS) -> None:
@@ -226,7 +216,7 @@ def index_ids(
     ``id=None`` with a ``.npy`` array ``(N, T, F)``: id i is ``arr[i]``; with Parquet: one
     sequence.
     """
-    table = _Table(path, batch_rows)
+    table = PanelTable(path, batch_rows)
     if id is not None:
         table.check_numeric("id", [id], numeric=False)
     if table.pf is None:
@@ -340,11 +330,11 @@ def column_stats(
     Under ``torch.distributed`` pass this rank's rows and merge the ranks' results with
     ``all_gather_object`` (``PanelStream(scale="fit")`` does both).
     """
-    table = _Table(path, batch_rows)
+    table = PanelTable(path, batch_rows)
     return _stats(table, table.check_numeric("columns", columns), rows or (0, table.num_rows))
 
 
-def _stats(table: _Table, cols: list[Column], rows: tuple[int, int]) -> ColumnStats:
+def _stats(table: PanelTable, cols: list[Column], rows: tuple[int, int]) -> ColumnStats:
     stats = ColumnStats(tuple(cols), *(np.zeros(len(cols)) for _ in range(3)))
     for block in table.blocks(cols, *rows):
         stats = stats.merge(ColumnStats.of(cols, block))
@@ -352,7 +342,7 @@ def _stats(table: _Table, cols: list[Column], rows: tuple[int, int]) -> ColumnSt
 
 
 # -- pass 3: chunks ----------------------------------------------------------------------------
-def _dist_rank() -> tuple[int, int]:
+def dist_rank() -> tuple[int, int]:
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -403,12 +393,12 @@ class PanelStream:
         self.chunk_len = check_int("chunk_len", chunk_len)
         self.target = check_choice("target", target, ("next", "step"))
         self.dtype = dtype
-        self.table = _Table(path, batch_rows)
+        self.table = PanelTable(path, batch_rows)
         self.inputs = self.table.check_numeric("inputs", inputs)
         self.targets = self.table.check_numeric("targets", targets)
         self.columns = list(dict.fromkeys([*self.inputs, *self.targets]))  # read each once
         if rank is None or world_size is None:
-            rank, world_size = _dist_rank()
+            rank, world_size = dist_rank()
         self.world_size = check_int("world_size", world_size)
         self.rank = check_int("rank", rank, minimum=0)
         if self.rank >= self.world_size:
@@ -551,196 +541,3 @@ def pack_chunks(
             torch.from_numpy(reset),
             torch.from_numpy(mask),
         )
-
-
-# -- the --data job above STREAM_ROWS rows: a sample in memory, every id streamed --------------
-STREAM_ROWS = 2_000_000  # a Parquet file with more rows is streamed by ``tbptt train --data``
-SAMPLE_ROWS = 200_000  # rows of evenly spaced ids read whole (defaults, validation, report)
-
-
-def parquet_rows(path: str | os.PathLike[str]) -> int:
-    """Rows of a Parquet file from its footer (0 for any other file)."""
-    if not os.fspath(path).endswith((".parquet", ".pq")):
-        return 0
-    import pyarrow.parquet as pq
-
-    return int(pq.ParquetFile(os.fspath(path)).metadata.num_rows)
-
-
-def iter_frames(
-    path: str | os.PathLike[str],
-    index: IdIndex,
-    ids: Sequence[int],
-    columns: Sequence[str],
-    table: _Table | None = None,
-) -> Iterator[tuple[int, Any]]:
-    """``(i, DataFrame)`` for each id ``i`` of ``ids`` (increasing), reading only its rows
-    (each row group once when the ids are increasing)."""
-    import pyarrow as pa
-
-    table = _Table(path) if table is None else table
-    for i in ids:
-        a, n = int(index.starts[i]), int(index.lengths[i])
-        parts = list(table.parts(list(columns), a, a + n))
-        table.rows_read += n
-        yield i, pa.concat_tables(parts).to_pandas()
-
-
-def sample_frame(
-    path: str | os.PathLike[str], id: str | None, max_rows: int | None = None
-) -> tuple[Any, IdIndex, IntArray]:
-    """Evenly spaced whole ids, about ``max_rows`` rows (default ``SAMPLE_ROWS``), as one
-    DataFrame; the index of every id; and which ids were taken ``(S,)``."""
-    import pandas as pd
-
-    max_rows = SAMPLE_ROWS if max_rows is None else max_rows
-    if id is None:
-        raise ValueError(
-            f"--id: {parquet_rows(path):,} rows (more than {STREAM_ROWS:,}) in one sequence are "
-            "too many to hold; give the id column (streaming reads one id at a time)."
-        )
-    index = index_ids(path, id)
-    n = len(index.ids)
-    take = max(1, min(n, int(max_rows // max(1, index.lengths.mean()))))
-    picked = np.unique(np.linspace(0, n - 1, take).round().astype(np.int64))
-    columns = list(_Table(path).pf.schema_arrow.names)  # type: ignore[union-attr]
-    frames = [df for _, df in iter_frames(path, index, picked.tolist(), columns)]
-    return pd.concat(frames, ignore_index=True), index, picked
-
-
-class FrameStream:
-    """Chunks from every id of a file, one id at a time as a DataFrame turned into arrays by
-    ``transform(i, df) -> (x (T, F_in), y (T, F_out), valid (T,))``; packed with ``pack_chunks``.
-    ``steps[i]``: the steps id ``i`` gives (0: none). This rank reads its block of ids only."""
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        index: IdIndex,
-        steps: IntArray,
-        transform: Any,
-        columns: Sequence[str],
-        widths: tuple[int, int],
-        *,
-        batch_size: int,
-        chunk_len: int,
-    ) -> None:
-        self.path, self.index, self.steps, self.transform = path, index, steps, transform
-        self.columns, self.widths = list(columns), widths
-        self.batch_size, self.chunk_len = batch_size, chunk_len
-        self.rank, self.world_size = _dist_rank()
-        self.num_chunks = chunks_needed(steps, batch_size, chunk_len, self.world_size)
-
-    def __len__(self) -> int:
-        return self.num_chunks
-
-    def _sequences(self) -> Iterator[Sequence3]:
-        shard = shard_of(len(self.steps), self.rank, self.world_size)
-        ids = [i for i in range(shard.start, shard.stop) if self.steps[i] > 0]
-        self.ids_read: list[int] = []  # this rank's ids, as read (a check for sharding)
-        for i, df in iter_frames(self.path, self.index, ids, self.columns):
-            self.ids_read.append(i)
-            yield self.transform(i, df)
-
-    def __iter__(self) -> Iterator[Chunk]:
-        return pack_chunks(
-            self._sequences(), self.batch_size, self.chunk_len, self.num_chunks, self.widths
-        )
-
-
-def _one_panel(df: Any, id_col: str | None, time_col: str | None) -> Any:
-    from tbptt.tabular.panel import make_panel
-
-    return make_panel(df, id_col=id_col, time_col=time_col)
-
-
-def refit_spec(
-    path: str | os.PathLike[str],
-    index: IdIndex,
-    spec: Any,
-    n_train: IntArray,
-    id_col: str | None,
-    time_col: str | None,
-) -> Any:
-    """``spec`` (fitted on a sample of ids) with the scaling of every numeric column and the
-    change scale of every target refitted on the training rows of all ids: one streaming pass
-    of running statistics (``ColumnStats``), merged across ranks under ``torch.distributed``."""
-    from dataclasses import replace
-
-    cols = [*spec.targets, *spec.past, *spec.known]
-    zeros = (np.zeros(len(cols)), np.zeros(len(cols)), np.zeros(len(cols)))
-    levels, changes = ColumnStats(tuple(cols), *zeros), ColumnStats(tuple(cols), *zeros)
-    rank, world = _dist_rank()
-    shard = shard_of(len(index.ids), rank, world)
-    ids = [i for i in range(shard.start, shard.stop) if n_train[i] > 0]
-    needed = [c for c in (id_col, time_col) if c] + cols
-    for i, df in iter_frames(path, index, ids, needed):
-        frame = _one_panel(df, id_col, time_col).frame
-        v = frame[cols].to_numpy(np.float64)[: n_train[i]]  # (n_train, C) raw values
-        levels = levels.merge(ColumnStats.of(cols, v))
-        changes = changes.merge(ColumnStats.of(cols, np.diff(v, axis=0)))
-    if world > 1:
-        every: list[Any] = [None] * world
-        torch.distributed.all_gather_object(every, (levels, changes))
-        levels, changes = every[0]
-        for lv, ch in every[1:]:
-            levels, changes = levels.merge(lv), changes.merge(ch)
-    sd = np.sqrt(levels.m2 / np.maximum(levels.count, 1))
-    sd = np.where(sd > 1e-12, sd, 1.0)  # as the in-memory fit: a constant column is not scaled
-    sdc = np.sqrt(changes.m2 / np.maximum(changes.count, 1))
-    sdc = np.where(sdc > 1e-12, sdc, 1.0)
-    k = len(spec.targets)
-    return replace(
-        spec,
-        mean={**spec.mean, **{c: float(m) for c, m in zip(cols, levels.mean)}},
-        sd={**spec.sd, **{c: float(v) for c, v in zip(cols, sd)}},
-        sd_change={c: float(sdc[j] / sd[j]) for j, c in enumerate(cols[:k])},
-    )
-
-
-def forecast_stream(
-    path: str | os.PathLike[str],
-    index: IdIndex,
-    spec: Any,
-    n_train: IntArray,
-    id_col: str | None,
-    time_col: str | None,
-    *,
-    batch_size: int,
-    chunk_len: int,
-) -> FrameStream:
-    """The training chunks of a forecast run over every id, streamed: each id's first
-    ``n_train[i]`` steps through the run's own preparation (``forecast_arrays``), its last
-    target (a validation step) weighted 0, steps without a weighted target masked (as the
-    in-memory ``WeightedStream``)."""
-    from tbptt.tabular.prepare import forecast_arrays
-
-    cols = list(
-        dict.fromkeys(
-            [c for c in (id_col, time_col) if c]
-            + [*spec.targets, *spec.past, *spec.known, *spec.cats]
-        )
-    )
-
-    def transform(i: int, df: Any) -> Sequence3:
-        n = int(n_train[i])
-        a = forecast_arrays(_one_panel(df, id_col, time_col), spec, np.array([n]))[0]
-        x, y = a["x"][:n], a["y"][:n].copy()  # (n, F_in), (n, 3 n_out): values, mask and
-        half = spec.n_out  # loss weights
-        y[n - 1, half:] = 0.0  # its target is a validation step
-        return x, y, y[:, half : 2 * half].sum(1) > 0
-
-    steps = np.where(n_train >= 2, n_train, 0)
-    first = int(np.flatnonzero(steps)[0])
-    _, df = next(iter_frames(path, index, [first], cols))
-    x, y, _ = transform(first, df)  # the widths, from one id
-    return FrameStream(
-        path,
-        index,
-        steps,
-        transform,
-        cols,
-        (x.shape[1], y.shape[1]),
-        batch_size=batch_size,
-        chunk_len=chunk_len,
-    )
