@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tbptt.online import Online
 from tbptt.truncation import BPTT, TBPTT, TruncationRule
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ class Explanation:
     label: str
     steps: int
     updates: tuple[UpdatePlan, ...]
+    online: bool = False  # the influence before each cut is carried by sensitivities (RTRL)
 
     def text(self) -> str:
         """The picture as text for a terminal (one row per update)."""
@@ -78,6 +80,8 @@ class Explanation:
                     m = "L"
                 elif u.cut <= t < u.stop:
                     m = "<"
+                elif self.online and t < u.cut:
+                    m = "s"
                 elif t in u.reported:
                     m = "r"
                 elif t == u.cut - 1 and u.cut > 0:
@@ -94,7 +98,8 @@ class Explanation:
             )
         rows.append(
             "L: loss injected   <: gradient flows back through   r: loss reported, not trained"
-            "   |: state held constant"
+            + ("   s: influence carried forward, exactly" if self.online else "")
+            + "   |: state held constant"
         )
         return "\n".join(rows)
 
@@ -161,16 +166,34 @@ class Explanation:
         return fig
 
 
-def explain(k1: int | None, k2: int | None, steps: int) -> Explanation:
+def explain(k1: int | None, k2: int | None, steps: int, *, online: bool = False) -> Explanation:
     """The unrolled picture of TBPTT(k1, k2) (``k1=None``: full BPTT) over ``steps`` steps.
 
     ``k2=None`` means ``k2 = k1``. The plan of each update comes from the rule's ``cut``, the
-    definition the engine follows (DESIGN.md §2; Williams & Peng 1990 for k2 > k1).
+    definition the engine follows (Williams & Peng 1990 for k2 > k1). ``online=True`` draws
+    :class:`tbptt.online.Online` (k1): the graph is cut at each chunk's start, but the influence
+    of every earlier step is carried forward exactly by the layers' sensitivities (``s``), so
+    each loss reaches the start of the stream (Williams & Zipser 1989).
+
+    >>> print(explain(2, None, 4, online=True).text())  # doctest: +NORMALIZE_WHITESPACE
+    Online(k1=2) over 4 steps
+    step       0 1 2 3
+    forward    o>o>o>o
+    update 0   L L . .   chunk [0, 2)  cut 0  losses 0-1  reach 1-2
+    update 1   s s L L   chunk [2, 4)  cut 2  losses 2-3  reach 3-4
+    L: loss injected   <: gradient flows back through   r: loss reported, not trained   s: influence carried forward, exactly   |: state held constant
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}; e.g. steps=12.")
-    rule: TruncationRule = BPTT() if k1 is None else TBPTT(k1, k2)
+    if online and (k1 is None or k2 not in (None, k1)):
+        raise ValueError(
+            f"online=True draws Online(k1): give k1 and no k2 (it reaches the whole past), got "
+            f"k1={k1!r}, k2={k2!r}."
+        )
+    rule: TruncationRule = BPTT() if k1 is None else Online(k1) if online else TBPTT(k1, k2)
     label = "BPTT" if k1 is None else f"TBPTT(k1={k1}, k2={k2 if k2 is not None else k1})"
+    if online:
+        label = f"Online(k1={k1})"
     updates: list[UpdatePlan] = []
     a = 0
     while a < steps:
@@ -187,8 +210,8 @@ def explain(k1: int | None, k2: int | None, steps: int) -> Explanation:
                 cut=cut,
                 injected=injected,
                 reported=tuple(range(a, first)),
-                reach={t: t - cut + 1 for t in injected},
+                reach={t: t + 1 if online else t - cut + 1 for t in injected},
             )
         )
         a = b
-    return Explanation(label=label, steps=steps, updates=tuple(updates))
+    return Explanation(label=label, steps=steps, updates=tuple(updates), online=online)
