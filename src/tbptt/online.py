@@ -44,6 +44,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from tbptt.truncation import TruncationRule, _check_steps
@@ -112,8 +113,10 @@ def reattach(h: Tensor, sens: Sequence[Tensor], params: Sequence[Tensor]) -> Ten
     """
     out = h.detach()
     for s, p in zip(sens, params):
-        delta = s * (p - p.detach())  # (B, H) or (B, H, D)
-        out = out + (delta.sum(-1) if delta.dim() > h.dim() else delta)
+        change = p - p.detach()  # zeros with a graph to p: (H,) or (H, D)
+        # (B, H, D) . (H, D) -> (B, H), a batched mat-vec; or (B, H) * (H,)
+        delta = torch.einsum("bhd,hd->bh", s, change) if s.dim() > h.dim() else s * change
+        out = out + delta
     return out
 
 
