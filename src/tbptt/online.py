@@ -112,7 +112,7 @@ def reattach(h: Tensor, sens: Sequence[Tensor], params: Sequence[Tensor]) -> Ten
     whose row i drives unit i. The added term is zero in value, so the forward only copies
     ``h``; the backward gives ``dL/dp = sum_b <dL/dh_b, S_p[b]>`` (one pass over each ``S_p``).
     """
-    return _Reattach.apply(h.detach(), len(sens), *sens, *params)  # type: ignore[no-any-return]
+    return _Reattach.apply(h.detach(), len(sens), *sens, *params)
 
 
 class _Reattach(torch.autograd.Function):
@@ -128,10 +128,8 @@ class _Reattach(torch.autograd.Function):
         grads: list[Tensor | None] = []
         for s, is_complex in zip(ctx.saved_tensors, ctx.complex_params):
             s = s.conj() if s.is_complex() else s
-            if s.dim() > grad.dim():  # (B, H) x (B, H, D) -> (H, D)
-                g = torch.einsum("bh,bhd->hd", grad, s)
-            else:  # (B, H) x (B, H) -> (H,)
-                g = (grad * s).sum(0)
+            # (B, H) x (B, H, D) -> (H, D), or (B, H) x (B, H) -> (H,)
+            g = torch.einsum("bh,bhd->hd", grad, s) if s.dim() > grad.dim() else (grad * s).sum(0)
             grads.append(g if is_complex or not g.is_complex() else g.real)
         return (None, None, *(None for _ in range(ctx.n)), *grads)
 
