@@ -81,7 +81,7 @@ class MinGRU(OnlineLayer):
             after, total = _after(1.0 - z)
             weight = torch.cat([after, after], -1) * drive  # (B, T, 2H)
             total2 = torch.cat([total, total], -1)  # (B, 2H)
-            s_w = total2.unsqueeze(-1) * state[1] + torch.einsum("bti,btd->bid", weight, x)
+            s_w = torch.einsum("bti,btd->bid", weight, x).addcmul_(total2.unsqueeze(-1), state[1])
             s_c = total2 * state[2] + weight.sum(1)
         return h, (h[:, -1], s_w, s_c)
 
@@ -165,7 +165,7 @@ class LRU(OnlineLayer):
             s_th = total * cs[2] + lam_d * 1j * torch.exp(self.theta_log.detach()) * past
             s_ga = total * cs[3] + gam_d * torch.einsum("th,bth->bh", after, u.detach())
             xs = torch.einsum("th,btd->bhd", after, x.to(after.dtype))  # (B, H, D)
-            s_b = total.unsqueeze(-1) * cs[4] + gam_d.unsqueeze(-1) * xs
+            s_b = (gam_d.unsqueeze(-1) * xs).addcmul_(total.unsqueeze(-1), cs[4])
         return y, last + tuple(torch.view_as_real(s) for s in (s_nu, s_th, s_ga, s_b))
 
     def _zeros(self, x: Tensor) -> tuple[Tensor, ...]:

@@ -44,6 +44,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from tbptt.truncation import TruncationRule, _check_steps
@@ -107,14 +108,30 @@ def online_layers(model: Any) -> list[OnlineLayer]:
 def reattach(h: Tensor, sens: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
     """``h.detach() + sum_p <S_p, p - p.detach()>``: the value of ``h``, its gradient into params.
 
-    ``S_p`` has shape (B, *p.shape) when ``p`` is per unit (H,) or (B, H, D) for a (H, D) matrix;
-    a sensitivity's trailing dims beyond h's are summed over.
+    ``S_p`` is (B, H) for a per-unit parameter ``p`` (H,), or (B, H, D) for a (H, D) matrix
+    whose row i drives unit i. The added term is zero in value, so the forward only copies
+    ``h``; the backward gives ``dL/dp = sum_b <dL/dh_b, S_p[b]>`` (one pass over each ``S_p``).
     """
-    out = h.detach()
-    for s, p in zip(sens, params):
-        delta = s * (p - p.detach())  # (B, H) or (B, H, D)
-        out = out + (delta.sum(-1) if delta.dim() > h.dim() else delta)
-    return out
+    return _Reattach.apply(h.detach(), len(sens), *sens, *params)
+
+
+class _Reattach(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, h: Tensor, n: int, *tensors: Tensor) -> Tensor:
+        ctx.n = n
+        ctx.save_for_backward(*tensors[:n])
+        ctx.complex_params = [p.is_complex() for p in tensors[n:]]
+        return h.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        grads: list[Tensor | None] = []
+        for s, is_complex in zip(ctx.saved_tensors, ctx.complex_params):
+            s = s.conj() if s.is_complex() else s
+            # (B, H) x (B, H, D) -> (H, D), or (B, H) x (B, H) -> (H,)
+            g = torch.einsum("bh,bhd->hd", grad, s) if s.dim() > grad.dim() else (grad * s).sum(0)
+            grads.append(g if is_complex or not g.is_complex() else g.real)
+        return (None, None, *(None for _ in range(ctx.n)), *grads)
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,9 @@ def explain_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"steps to draw (default 3 * max(k1, k2), at most {MAX_STEPS})",
     )
     p.add_argument("--plot", type=Path, help="write the picture here (PNG or SVG)")
+    p.add_argument(
+        "--online", action="store_true", help="draw exact online gradients, Online(k1), instead"
+    )
     p.set_defaults(command=explain_command)
     return p
 
@@ -237,10 +240,14 @@ def explain_command(args: argparse.Namespace) -> int:
             f"show; pass --steps {MAX_STEPS} or fewer (past the first k2 steps the "
             "pattern repeats every k1 steps)."
         )
+    if args.online and (args.k1 is None or args.k2 is not None):
+        return _fail(
+            "--online draws Online(k1), which reaches the whole past: pass --k1 and no --k2."
+        )
     steps = args.steps or min(MAX_STEPS, 3 * max(args.k1 or 4, args.k2 or 0))
     try:
         check_output(args.plot, "--plot")
-        e = explain(args.k1, args.k2, steps)
+        e = explain(args.k1, args.k2, steps, online=args.online)
     except BAD_INPUT as err:
         return _fail(str(err))
     print(e.text())
@@ -286,12 +293,25 @@ def bias_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--tolerance", type=_positive_float, default=0.1, help="relative error to meet")
     p.add_argument("--plot", type=Path, help="write the plot here (PNG or SVG)")
+    p.add_argument(
+        "--cell",
+        choices=["lstm", "gru", "rnn", "mingru", "lru"],
+        default="lstm",
+        help="char: the recurrent cell (default lstm)",
+    )
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="char: also measure exact online gradients, Online(k1), against BPTT (--cell "
+        "mingru or lru)",
+    )
     p.set_defaults(command=bias_command)
     return p
 
 
 def bias_command(args: argparse.Namespace) -> int:
-    from tbptt.diagnostics.bias import truncation_bias
+    from tbptt.diagnostics.bias import rule_bias, truncation_bias
+    from tbptt.online import Online
 
     length = args.length or BIAS_LENGTH[args.task]
     if length > MAX_BIAS_LENGTH:
@@ -300,19 +320,35 @@ def bias_command(args: argparse.Namespace) -> int:
             "sample once per k2 and its time and memory grow with the length. Pass "
             f"--length {MAX_BIAS_LENGTH} or less."
         )
+    if args.online and (args.task != "char" or args.cell not in ("mingru", "lru")):
+        return _fail(
+            f"--online needs --task char and --cell mingru or lru, got --task {args.task} "
+            f"--cell {args.cell}; pass --task char --cell mingru (or lru)."
+        )
+    if args.online and args.k1 is None:
+        return _fail("--online measures Online(k1): pass --k1 too, e.g. --k1 8.")
     k2s = args.k2s or [2**i for i in range(length.bit_length()) if 2**i < length] + [length]
     try:
         check_output(args.plot, "--plot")
         if args.task == "influence":
             model, loss_fn, x, y, extra = _influence_sample(length)
         else:
-            model, loss_fn, x, y, extra = _char_sample(length, args.train_updates)
+            model, loss_fn, x, y, extra = _char_sample(length, args.train_updates, args.cell)
     except BAD_INPUT as e:
         return _fail(str(e))
     report = truncation_bias(
         model, loss_fn, x, y, k2s, k1=args.k1, tolerance=args.tolerance, **extra
     )
+    online = None
+    if args.online:
+        online = rule_bias(model, loss_fn, Online(args.k1), x, y)
     print(report.summary())
+    if online is not None:
+        print(
+            f"Online(k1={args.k1}) against BPTT: cosine {online[0]:.6f}, relative error "
+            f"{online[1]:.2e} (exact for the recurrent layer's own parameters; the embedding's "
+            "influence across chunks is truncated)"
+        )
     if args.plot:
         report.plot(args.plot)
         print(f"plot: {args.plot}")
@@ -332,8 +368,10 @@ def _influence_sample(length: int) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
     return model, half_squared_error, x, y, {"init_state": model.initial_state}
 
 
-def _char_sample(length: int, train_updates: int) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
-    """A char-LSTM trained ``train_updates`` TBPTT(20) updates on the stdlib's source, and the
+def _char_sample(
+    length: int, train_updates: int, cell: str = "lstm"
+) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """A char-RNN (``cell``: lstm, gru, rnn, mingru, lru) trained ``train_updates`` TBPTT(20) updates on the stdlib's source, and the
     next 4 x ``length`` characters as the sample."""
     import torch
 
@@ -354,7 +392,7 @@ def _char_sample(length: int, train_updates: int) -> tuple[Any, Any, Any, Any, d
         )
     vocab = sorted(set(text))
     ids = torch.tensor([vocab.index(c) for c in text])
-    lstm = CharRNN(len(vocab), embed=64, hidden=64)
+    lstm = CharRNN(len(vocab), embed=64, hidden=64, cell=cell)
     opt = torch.optim.Adam(lstm.parameters(), lr=1e-2)
     if steps:
         engine = Engine(lstm, losses.cross_entropy, TBPTT(20))
