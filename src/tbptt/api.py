@@ -67,10 +67,10 @@ class Loaded:
             )
         from dataclasses import replace
 
-        from tbptt.cli import _sample
+        from tbptt.train.finish import sample_text
 
         cfg = replace(self.config, temperature=temperature, seed=seed)
-        return _sample(self.model, self.extra["vocab"], cfg, prompt=prompt, chars=chars)
+        return sample_text(self.model, self.extra["vocab"], cfg, prompt=prompt, chars=chars)
 
 
 def load(run: str | Path) -> Loaded:

@@ -71,7 +71,7 @@ def check_objective(k1: int, k2: int, **options: Any) -> None:
     can train TBPTT(k1, k2) (give the grid's largest k1 and k2): the options, the device and
     the corpus are valid and the activations fit in memory. Raises ``ValueError`` (or
     ``FileNotFoundError``, ``ModuleNotFoundError``) in one line, as ``tbptt train`` does."""
-    from tbptt.cli import _steps_kept
+    from tbptt.train.command import steps_kept
     from tbptt.train.config import RunConfig
     from tbptt.train.evaluation import resolve_device
     from tbptt.train.jobs import build_job
@@ -88,4 +88,4 @@ def check_objective(k1: int, k2: int, **options: Any) -> None:
             f"--hidden {cfg.hidden} (--embed {cfg.embed}): the model's parameters cannot be "
             f"allocated on {device}. Lower --hidden."
         ) from None
-    check_fits(job.model, int(cfg.batch_size or 1), _steps_kept(cfg, job), device)
+    check_fits(job.model, int(cfg.batch_size or 1), steps_kept(cfg, job), device)
