@@ -8,6 +8,7 @@ The public surface: :class:`Engine` (the core), the truncation rules :class:`TBP
 """
 
 from tbptt import data, losses, state, tasks
+from tbptt.api import load
 from tbptt.chunk import Chunk
 from tbptt.engine import Engine, Update
 from tbptt.optim import scaled_lr
@@ -23,6 +24,7 @@ __all__ = [
     "Update",
     "VariableLength",
     "data",
+    "load",
     "losses",
     "scaled_lr",
     "state",

@@ -257,8 +257,15 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
         saved = payload.get("config") or {}
         base = RunConfig(**{k: v for k, v in saved.items() if k in names})
     else:
-        base = RunConfig(task=flags.get("task") or toml.get("task") or "text")
-    cfg = merge(merge(base, toml, f"config file {args.config}"), flags, "flags").resolved()
+        data = flags.get("data") or toml.get("data")
+        task = flags.get("task") or toml.get("task") or ("auto" if data else "text")
+        base = RunConfig(task=task)
+    cfg = merge(merge(base, toml, f"config file {args.config}"), flags, "flags")
+    if ckpt is None and cfg.data is not None:  # sizes, lengths, budget chosen from the data
+        from tbptt.tabular.job import data_defaults
+
+        cfg = data_defaults(merge(cfg, {"data": str(Path(cfg.data).expanduser().resolve())}))
+    cfg = cfg.resolved()
     if ckpt is not None:
         diff = _config_diff(saved, cfg.to_dict(), Trainer.resume_may_change)
         if diff:
@@ -458,6 +465,10 @@ def _after_training(
         text = _sample(trainer.model, job.extra["vocab"], cfg)
         (run_dir / "sample.txt").write_text(text, encoding="utf-8")
         summary["verdict"] = _text_verdict(result.val, job.baselines)
+    elif cfg.data is not None:
+        from tbptt.tabular.commands import after_training
+
+        summary["verdict"] = after_training(trainer.model, cfg, job.extra, run_dir, summary)
     else:
         summary["verdict"] = _series_verdict(result.val, job.baselines, cfg.series)
         _write_predictions(trainer.model, cfg, job.extra, run_dir)
@@ -495,7 +506,7 @@ def _finish_report(run_dir: Path, cfg: Any, summary: dict[str, Any]) -> None:
     from tbptt.train.report import plot_losses, write_metrics_files
 
     records = write_metrics_files(run_dir)
-    metric = "bpc" if cfg.task == "text" else "rmse"
+    metric = {"text": "bpc", "classify": "loss"}.get(cfg.task, "rmse")
     title = f"{cfg.task}: {cfg.cell} {cfg.layers}x{cfg.hidden}, {cfg.rule} k1={cfg.k1} k2={cfg.k2}"
     base = summary.get("baselines") or {}
     if cfg.task == "text":
@@ -576,7 +587,12 @@ def _load_run(path: str) -> tuple[Any, Any, dict[str, Any], Path]:
     from tbptt.train.config import RunConfig
     from tbptt.train.jobs import build_model
 
-    ckpt = latest_checkpoint(path)
+    if Path(path).is_dir():  # a run folder: its best checkpoint by validation, else the newest
+        from tbptt.train.run import RunFolder
+
+        ckpt = RunFolder.read(path).model_checkpoint()
+    else:
+        ckpt = latest_checkpoint(path)
     payload = load_checkpoint(ckpt)
     names = {f.name for f in fields(RunConfig)}
     cfg = RunConfig(**{k: v for k, v in (payload.get("config") or {}).items() if k in names})
@@ -634,6 +650,16 @@ def predict_parser(sub: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("run", metavar="RUN", help="run folder (runs/NAME) or checkpoint file")
     p.add_argument("--horizon", type=int, default=0, help="forecast steps (default: 2 seasons)")
+    p.add_argument(
+        "--data",
+        metavar="FILE",
+        help="runs trained with --data: the file to predict (default: the run's own file)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="OUT.csv",
+        help="runs trained with --data: where to write the predictions (default: RUN/predictions.csv)",
+    )
     p.set_defaults(command=predict_command)
     return p
 
@@ -647,11 +673,18 @@ def predict_command(args: argparse.Namespace) -> int:
 
     try:
         model, cfg, extra, run_dir = _load_run(args.run)
+        if cfg.data is not None:
+            from tbptt.tabular.commands import predict_run
+
+            if args.horizon < 0:
+                raise ValueError(f"--horizon must be >= 0, got {args.horizon}.")
+            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, args.horizon))
+            return 0
         if cfg.task != "series":
             raise ValueError(f"{args.run} is a {cfg.task} run; use `tbptt generate` for text.")
         if args.horizon < 0:
             raise ValueError(f"--horizon must be >= 0, got {args.horizon}.")
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
         _err(str(e))
         return 2
     horizon = args.horizon or int(extra.get("season", 12)) * 2

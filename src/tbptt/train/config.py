@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GROUPS", "RunConfig", "load_toml", "merge", "to_toml"]
+__all__ = ["DATA_TASKS", "GROUPS", "RunConfig", "load_toml", "merge", "to_toml"]
 
 
 def _f(default: Any, help: str, group: str, **kw: Any) -> Any:
@@ -43,9 +43,10 @@ class RunConfig:
 
     task: str = _f(
         "text",
-        "what to train: a character language model or a series forecaster",
+        "what to train: a character language model, a built-in series, or a data file's "
+        "forecast / per-sequence class / regression (default with --data: from the target)",
         "run",
-        choices=("text", "series"),
+        choices=("text", "series", "forecast", "classify", "regress"),
     )
     name: str | None = _f(
         None, "run name; files go to RUNS_DIR/NAME (default: TASK-date-time)", "run"
@@ -67,6 +68,36 @@ class RunConfig:
         "sunspots",
         "series: 'sunspots' (yearly 1700-2008), 'co2' (weekly Mauna Loa), 'elnino' (monthly SST); shipped by statsmodels",
         "data",
+    )
+    data: str | None = _f(
+        None,
+        "your sequences: a CSV or Parquet file (long format), or .npy/.npz arrays (N, T, F) / (T, F)",
+        "data",
+        metavar="FILE",
+    )
+    target: str | None = _f(
+        None, "--data: the target column(s), COL[,COL...] (arrays: column numbers)", "data"
+    )
+    id: str | None = _f(None, "--data: the column naming each sequence (default: one)", "data")
+    time: str | None = _f(None, "--data: the ordering column (sorted within each id)", "data")
+    features: str | None = _f(
+        None,
+        "--data: input columns besides the target's history (default: the other columns)",
+        "data",
+        metavar="COL,...",
+    )
+    known: str | None = _f(
+        None,
+        "--data: covariates known in advance (calendar, prices): fed for the step predicted; "
+        "other covariates are only known up to the previous step",
+        "data",
+        metavar="COL,...",
+    )
+    horizon: int | None = _f(
+        None, "forecast: steps forecast past the end (default: 2 seasons, at most 48)", "data"
+    )
+    season: int | None = _f(
+        None, "forecast: the season length in steps (default: detected from the ACF)", "data"
     )
     val_fraction: float | None = _f(
         None,
@@ -176,7 +207,11 @@ class RunConfig:
         """Fill every ``None`` that has a task default."""
         d = _TASK_DEFAULTS.get(self.task)
         if d is None:
-            raise ValueError(f"task must be 'text' or 'series', got {self.task!r}.")
+            raise ValueError(f"task must be one of {', '.join(_TASK_DEFAULTS)}, got {self.task!r}.")
+        if self.task in DATA_TASKS and self.data is None:
+            raise ValueError(
+                f"task={self.task!r} needs --data FILE (a CSV, Parquet, .npy or .npz file)."
+            )
         out = replace(self, **{k: v for k, v in d.items() if getattr(self, k) is None})
         if out.k2 is None:
             out = replace(out, k2=out.k1)
@@ -226,6 +261,10 @@ class RunConfig:
                 f"name must be a folder name (no '/', not empty, '.' or '..'), got "
                 f"{self.name!r}. Use --runs-dir for the parent folder."
             )
+        for name in ("horizon", "season"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name} must be a positive integer, got {v!r}.")
         if self.clip < 0:
             raise ValueError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}.")
         ac = self.activation_checkpointing
@@ -260,8 +299,19 @@ _TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 250,
         "threads": 1,  # a tiny model: more intra-op threads cost more than they give
     },
+    # --data tasks: the rest (size, k1/k2, lr, budget) is chosen from the data by
+    # tbptt.tabular.defaults before the config is resolved
+    **{
+        t: {"val_fraction": 0.2, "log_every": 50, "checkpoint_every": 250, "threads": 1}
+        for t in ("forecast", "classify", "regress")
+    },
 }
-_BUDGET: dict[str, dict[str, Any]] = {"text": {"minutes": 2.0}, "series": {"updates": 1500}}
+DATA_TASKS = ("forecast", "classify", "regress")
+_BUDGET: dict[str, dict[str, Any]] = {
+    "text": {"minutes": 2.0},
+    "series": {"updates": 1500},
+    **{t: {"updates": 1000} for t in DATA_TASKS},
+}
 
 
 def _names() -> dict[str, Any]:

@@ -26,7 +26,7 @@ from tbptt.chunk import Chunk
 from tbptt.data import TokenBatcher
 from tbptt.datasets import Series, load_series, load_text, unigram_entropy_bits
 from tbptt.models import CharRNN, SeriesRNN
-from tbptt.train.config import RunConfig
+from tbptt.train.config import DATA_TASKS, RunConfig
 from tbptt.train.metrics import Metrics, SeriesMetrics, TokenMetrics
 from tbptt.truncation import BPTT, TBPTT, TruncationRule
 
@@ -86,6 +86,10 @@ def build_rule(cfg: RunConfig) -> tuple[TruncationRule, dict[str, Any]]:
 def build_model(cfg: RunConfig, extra: dict[str, Any]) -> nn.Module:
     """The model of a run (also used to rebuild it from a checkpoint's config and extra)."""
     assert cfg.hidden is not None
+    if cfg.task in DATA_TASKS:
+        from tbptt.tabular.job import build_data_model
+
+        return build_data_model(cfg, extra)
     if cfg.task == "text":
         return CharRNN(
             len(extra["vocab"]),
@@ -100,6 +104,10 @@ def build_model(cfg: RunConfig, extra: dict[str, Any]) -> nn.Module:
 
 def build_job(cfg: RunConfig) -> Job:
     """Load the data and build everything ``cfg`` describes (seed torch first)."""
+    if cfg.task in DATA_TASKS:  # --data FILE: tbptt.tabular owns these
+        from tbptt.tabular.job import build_data_job
+
+        return build_data_job(cfg)
     return _text_job(cfg) if cfg.task == "text" else _series_job(cfg)
 
 

@@ -1,0 +1,90 @@
+"""``tbptt.load(RUN)``: a trained run's model with its preparation, ready to use in Python.
+
+>>> import tbptt
+>>> callable(tbptt.load)
+True
+
+For runs trained with ``tbptt train --data``: ``.predict(data)`` returns the same table as
+``tbptt predict RUN --data FILE`` (``id, t, kind, yhat`` for forecasts; ``id, yhat`` and one
+probability column per class for classifiers), ``.forecast(h)`` the ``h`` steps past the end of
+each sequence of the run's file (or of ``data``). For text runs: ``.generate(prompt, chars)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import nn
+
+__all__ = ["Loaded", "load"]
+
+
+class Loaded:
+    """A trained run: ``model`` (eval mode), ``config`` (its RunConfig), ``path`` (its folder)."""
+
+    def __init__(self, model: nn.Module, config: Any, extra: dict[str, Any], path: Path) -> None:
+        self.model, self.config, self.extra, self.path = model, config, extra, path
+
+    def _predictor(self) -> Any:
+        if self.config.data is None:
+            raise ValueError(
+                f"run {str(self.path)!r} is a {self.config.task} run, not trained with --data; "
+                "predict() and forecast() serve --data runs (text runs: generate())."
+            )
+        from tbptt.tabular.predict import Predictor
+
+        return Predictor(self.model, self.config, self.extra)
+
+    def predict(
+        self, data: str | Path | pd.DataFrame | None = None, horizon: int = 0
+    ) -> pd.DataFrame:
+        """The predictions table for ``data`` (a file or DataFrame; default: the run's file),
+        with ``horizon`` forecast rows per sequence (forecast runs)."""
+        p = self._predictor()
+        return p.predict_frame(p.panel(self.config.data if data is None else data), horizon)
+
+    def forecast(self, h: int, data: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
+        """The ``h`` steps past the end of each sequence: columns ``id, t, yhat``."""
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise ValueError(f"h must be a positive integer (steps to forecast), got {h!r}.")
+        out = self.predict(data, h)
+        return out[out["kind"] == "forecast"].drop(columns="kind").reset_index(drop=True)
+
+    def generate(
+        self, prompt: str = "\n", chars: int = 600, temperature: float = 0.8, seed: int = 0
+    ) -> str:
+        """Text runs: ``chars`` characters sampled after ``prompt``."""
+        if self.config.task != "text":
+            raise ValueError(
+                f"generate() needs a text run; {str(self.path)!r} is a {self.config.task} run."
+            )
+        from dataclasses import replace
+
+        from tbptt.cli import _sample
+
+        cfg = replace(self.config, temperature=temperature, seed=seed)
+        return _sample(self.model, self.extra["vocab"], cfg, prompt=prompt, chars=chars)
+
+
+def load(run: str | Path) -> Loaded:
+    """The trained model of a run folder (its best checkpoint by validation, else the newest)
+    or of a checkpoint file, with its preparation."""
+    from tbptt.train.checkpoint import latest_checkpoint, load_checkpoint
+    from tbptt.train.config import RunConfig
+    from tbptt.train.jobs import build_model
+    from tbptt.train.run import RunFolder, run_dir_of
+
+    path = Path(run)
+    ckpt = RunFolder.read(path).model_checkpoint() if path.is_dir() else latest_checkpoint(path)
+    payload = load_checkpoint(ckpt)
+    names = {f.name for f in fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in (payload.get("config") or {}).items() if k in names})
+    extra = payload.get("extra") or {}
+    model = build_model(cfg, extra)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return Loaded(model, cfg, extra, run_dir_of(ckpt))

@@ -1,0 +1,57 @@
+"""The command-line side of the data door (``tbptt train --data``, ``tbptt predict --data``);
+``tbptt.cli`` only wires the arguments to these functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tbptt.tabular.predict import Predictor
+from tbptt.tabular.report import evaluate_run, write_outputs
+
+__all__ = ["after_training", "predict_run"]
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if k in ("model", "baselines", "verdict")}
+
+
+def after_training(
+    model: Any, cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any]
+) -> str:
+    """Score the trained (best) model on its validation data next to the baselines, write
+    predictions.csv and the plots; the verdict lines (also in ``summary``)."""
+    pred = Predictor(model, cfg, extra)
+    result = evaluate_run(pred, cfg.data)
+    summary.update(_jsonable(result))
+    summary["data_notes"] = extra.get("notes", "")
+    write_outputs(pred, result, run_dir)
+    return str(result["verdict"])
+
+
+def predict_run(
+    model: Any,
+    cfg: Any,
+    extra: dict[str, Any],
+    run_dir: Path,
+    data: str | None,
+    out: str | None,
+    horizon: int,
+) -> str:
+    """``tbptt predict RUN --data FILE --out OUT.csv [--horizon H]``: the table of predictions
+    (see :meth:`Predictor.predict_frame`); without --data the run's own file, whose validation
+    scores are printed too. Returns what to print."""
+    pred = Predictor(model, cfg, extra)
+    lines = []
+    path = data or cfg.data
+    if data is None or Path(data).resolve() == Path(cfg.data).resolve():
+        lines.append(evaluate_run(pred, path)["verdict"])
+    panel = pred.panel(path)
+    h = (horizon or int(cfg.horizon or 0)) if pred.spec.task == "forecast" else 0
+    frame = pred.predict_frame(panel, h)
+    target = Path(out) if out else run_dir / "predictions.csv"
+    if out and target.exists() and target.is_dir():
+        raise ValueError(f"--out {out!r} is a folder; give a file name such as predictions.csv.")
+    frame.to_csv(target, index=False)
+    lines.append(f"wrote {target} ({len(frame)} rows: {', '.join(frame.columns)})")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Reading a data file into a long-format table: CSV / Parquet (pandas, pyarrow) or arrays.
+
+Arrays are turned into the same long format as tables, so everything after this module sees one
+kind of input: ``.npy`` ``(T, F)`` is one sequence (columns ``"0"`` .. ``"F-1"``), ``(N, T, F)``
+is N sequences of T steps (an ``"id"`` and a ``"t"`` column are added); an ``.npz`` file holds
+one such array (or ``x``: ``(N, T, F)`` and ``y``: ``(N,)`` labels, which become column ``"y"``).
+
+>>> import numpy as np, tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "a.npy")
+>>> np.save(path, np.zeros((2, 3, 1)))
+>>> read_table(path).columns.tolist()
+['id', 't', '0']
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["read_table", "split_columns"]
+
+_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".npy", ".npz")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """The file at ``path`` as a DataFrame (one row per step, long format)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(
+            f"--data {str(path)!r} does not exist. Give a CSV, Parquet or .npy file."
+        )
+    suffix = p.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise ValueError(
+            f"--data {str(path)!r}: unknown file type {suffix!r}. Use .csv, .tsv, .parquet, "
+            ".npy or .npz."
+        )
+    if p.stat().st_size == 0:
+        raise ValueError(f"--data {str(path)!r} is empty (0 bytes). Give a file with rows.")
+    if suffix in (".npy", ".npz"):
+        return _from_arrays(p)
+    try:
+        if suffix in (".parquet", ".pq"):
+            df = pd.read_parquet(p)
+        else:
+            df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
+    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--data {str(path)!r} could not be read: {first}") from e
+    if len(df) == 0:
+        raise ValueError(f"--data {str(path)!r} has a header but no rows. Give a file with rows.")
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _from_arrays(p: Path) -> pd.DataFrame:
+    labels = None
+    try:
+        if p.suffix.lower() == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                keys = list(z.keys())
+                if "x" in keys:
+                    arr = z["x"]
+                    labels = z["y"] if "y" in keys else None
+                elif len(keys) == 1:
+                    arr = z[keys[0]]
+                else:
+                    raise ValueError(
+                        f"--data {str(p)!r} holds arrays {keys}; give one array, or 'x' "
+                        "(N, T, F) with optional 'y' (N,) labels."
+                    )
+        else:
+            arr = np.load(p, allow_pickle=False)
+    except (OSError, EOFError) as e:
+        raise ValueError(f"--data {str(p)!r} is not a readable NumPy file: {e}") from e
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim == 2:
+        if arr.shape[0] == 0:
+            raise ValueError(f"--data {str(p)!r} has no steps (shape {arr.shape}).")
+        return pd.DataFrame(arr, columns=[str(i) for i in range(arr.shape[1])])
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ValueError(
+            f"--data {str(p)!r} has shape {arr.shape}; arrays must be (T, F) for one sequence or "
+            "(N, T, F) for N sequences, none empty."
+        )
+    n, t, f = arr.shape
+    df = pd.DataFrame(arr.reshape(n * t, f), columns=[str(i) for i in range(f)])
+    df.insert(0, "t", np.tile(np.arange(t), n))
+    df.insert(0, "id", np.repeat(np.arange(n), t))
+    if labels is not None:
+        if labels.shape[0] != n:
+            raise ValueError(
+                f"--data {str(p)!r}: 'y' has {labels.shape[0]} labels for {n} sequences in 'x'."
+            )
+        df["y"] = np.repeat(labels, t)
+    return df
+
+
+def split_columns(text: str | None, flag: str, columns: list[str]) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]``, each checked against the file's ``columns``."""
+    if text is None:
+        return []
+    names = [c.strip() for c in str(text).split(",") if c.strip()]
+    if not names:
+        raise ValueError(f"{flag} {text!r} names no column. Give COL[,COL...].")
+    missing = [c for c in names if c not in columns]
+    if missing:
+        shown = ", ".join(columns[:12]) + (" ..." if len(columns) > 12 else "")
+        raise ValueError(
+            f"{flag} {text!r}: no column {missing[0]!r} in the file (columns: {shown})."
+        )
+    return names

@@ -1,0 +1,148 @@
+"""The model, loss and metrics of the ``--data`` tasks.
+
+- :class:`TabularRNN`: LSTM/GRU/RNN over the prepared input rows -> a linear head. For
+  forecasting the head starts at zero, so the untrained model predicts "no change": the naive
+  forecast, the baseline every model has to beat.
+- :func:`weighted_mse`: targets ``(B, L, 2K)`` hold K values and their K weights (0 where a
+  value is missing or not to be learned).
+- :class:`ForecastMetrics` / :class:`ClassifyMetrics` / :class:`RegressMetrics`: what the
+  validation reports (RMSE/MAE in the data's units; accuracy and macro-F1).
+
+>>> m = TabularRNN(3, 2, hidden=4)
+>>> y, state = m(torch.zeros(1, 5, 3), None)
+>>> tuple(y.shape), float(y.detach().abs().sum())
+((1, 5, 2), 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tbptt.models import make_rnn
+from tbptt.train.metrics import Metrics
+
+__all__ = [
+    "ClassifyMetrics",
+    "ForecastMetrics",
+    "RegressMetrics",
+    "TabularRNN",
+    "weighted_mse",
+]
+
+
+class TabularRNN(nn.Module):
+    """Recurrent layers over ``(B, T, F)`` input rows, then a linear head to ``(B, T, out)``.
+
+    ``zero_head``: the head's weights start at zero (forecasting: the naive forecast at init).
+    """
+
+    def __init__(
+        self,
+        features: int,
+        out: int,
+        *,
+        hidden: int = 32,
+        layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        zero_head: bool = True,
+    ) -> None:
+        super().__init__()
+        self.rnn = make_rnn(cell, features, hidden, layers, dropout)
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, out)
+        if zero_head:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        h, state = self.rnn(x, state)  # (B, T, H)
+        return self.head(self.drop(h)), state  # (B, T, out)
+
+
+def weighted_mse(y: Tensor, targets: Tensor) -> Tensor:
+    """``y`` (B, L, K), ``targets`` (B, L, 2K) = values, weights -> (B, L) weighted squared error."""
+    k = y.shape[-1]
+    v, w = targets[..., :k], targets[..., k:]
+    return ((y - v) ** 2 * w).sum(-1) / k
+
+
+class ForecastMetrics(Metrics):
+    """RMSE and MAE of the targets' one-step predictions in the data's units (the first
+    ``len(scale)`` channels; ``scale``: the change scale x the level scale per target)."""
+
+    name = "rmse"
+
+    def __init__(self, scale: list[float], n_out: int) -> None:
+        self.scale = torch.tensor(scale, dtype=torch.float64)
+        self.n_out = n_out
+        self.reset()
+
+    def reset(self) -> None:
+        self._sq, self._abs, self._n = 0.0, 0.0, 0.0
+
+    def accumulate(self, outputs: Tensor, targets: Tensor, mask: Tensor) -> None:
+        k = len(self.scale)
+        scale = self.scale.to(outputs.device)
+        err = (outputs[..., :k].double() - targets[..., :k].double()) * scale  # (B, L, k)
+        w = targets[..., self.n_out : self.n_out + k].double() * mask.unsqueeze(-1)
+        self._sq += float((err**2 * w).sum())
+        self._abs += float((err.abs() * w).sum())
+        self._n += float(w.sum())
+
+    def summary(self) -> dict[str, float]:
+        if not self._n:
+            return {}
+        return {"rmse": math.sqrt(self._sq / self._n), "mae": self._abs / self._n}
+
+
+class RegressMetrics(ForecastMetrics):
+    """Regression: the same errors; targets are levels scaled by ``scale``."""
+
+
+class ClassifyMetrics(Metrics):
+    """Cross-entropy -> accuracy and macro-F1 over the sequences' last steps (the mask)."""
+
+    name = "loss"
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+        self.reset()
+
+    def reset(self) -> None:
+        self._pred: list[np.ndarray] = []
+        self._true: list[np.ndarray] = []
+
+    def accumulate(self, outputs: Tensor, targets: Tensor, mask: Tensor) -> None:
+        m = mask.bool()
+        self._pred.append(outputs[m].argmax(-1).cpu().numpy())
+        self._true.append(targets[m].long().cpu().numpy())
+
+    def summary(self) -> dict[str, float]:
+        if not self._pred:
+            return {}
+        return classify_scores(
+            np.concatenate(self._true), np.concatenate(self._pred), self.n_classes
+        )
+
+
+def classify_scores(true: np.ndarray, pred: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Accuracy and macro-F1 (the mean over the classes present in ``true`` or ``pred``).
+
+    >>> classify_scores(np.array([0, 0, 1]), np.array([0, 1, 1]), 2)
+    {'accuracy': 0.6666666666666666, 'macro_f1': 0.6666666666666666}
+    """
+    f1s = []
+    for c in range(n_classes):
+        tp = int(((pred == c) & (true == c)).sum())
+        fp = int(((pred == c) & (true != c)).sum())
+        fn = int(((pred != c) & (true == c)).sum())
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    acc = float((true == pred).mean()) if len(true) else 0.0
+    return {"accuracy": acc, "macro_f1": float(np.mean(f1s)) if f1s else 0.0}

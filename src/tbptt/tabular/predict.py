@@ -1,0 +1,197 @@
+"""A trained ``--data`` model with its preparation: one-step predictions, horizon forecasts,
+class probabilities. Used by ``tbptt predict``, the end-of-training report and ``tbptt.load``.
+
+Forecasts past the end are recursive: each step's prediction of the targets and of the past-only
+covariates (forecast jointly by the same head) becomes the next step's input; known covariates
+and categorical ones keep their last value past the end of the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from tbptt.tabular.panel import Panel, make_panel, next_times
+from tbptt.tabular.prepare import Spec, feature_arrays, forecast_arrays, forecast_inputs
+
+__all__ = ["Predictor"]
+
+
+class Predictor:
+    """``model`` (eval mode) + its :class:`Spec` + the run's id/time columns."""
+
+    def __init__(self, model: nn.Module, cfg: Any, extra: dict[str, Any]) -> None:
+        self.model = model.eval()
+        self.cfg = cfg
+        self.extra = extra
+        self.spec = Spec.from_dict(extra["spec"])
+
+    def panel(self, data: str | pd.DataFrame) -> Panel:
+        """A file path or DataFrame as the run's panel (its --id/--time columns)."""
+        from tbptt.tabular.io import read_table
+
+        df = read_table(data) if not isinstance(data, pd.DataFrame) else data.copy()
+        df.columns = [str(c) for c in df.columns]
+        need = [
+            c
+            for c in (*self.spec.targets, *self.spec.past, *self.spec.known, *self.spec.cats)
+            if c not in df.columns
+        ]
+        if self.spec.task != "forecast":
+            need = [c for c in need if c not in self.spec.targets]
+        if need:
+            raise ValueError(f"--data: no column {need[0]!r}, which the run was trained with.")
+        return make_panel(df, id_col=self.cfg.id, time_col=self.cfg.time)
+
+    def _run(self, x: np.ndarray, state: Any = None) -> tuple[np.ndarray, Any]:
+        p = next(self.model.parameters())
+        with torch.no_grad():
+            y, state = self.model(torch.from_numpy(x).to(p.device, p.dtype).unsqueeze(0), state)
+        return y[0].double().cpu().numpy(), state  # (T, out)
+
+    def _levels(self, z: np.ndarray) -> np.ndarray:
+        mu = np.array([self.spec.mean[c] for c in self.spec.targets])
+        sd = np.array([self.spec.sd[c] for c in self.spec.targets])
+        return z * sd + mu
+
+    # -- forecasting -----------------------------------------------------------------------
+
+    def one_step(self, panel: Panel, upto: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Per sequence: ``one_step`` (T, k) (row t predicts the target at t from the rows
+        before it, NaN at 0) and ``forecast`` (h, k) is filled by :meth:`forecast`; ``upto``:
+        use only the first ``upto[i]`` rows of sequence i (the state ends there)."""
+        spec = self.spec
+        arrays = forecast_arrays(panel, spec)
+        sdc = np.array([spec.sd_change[c] for c in spec.targets])
+        k = len(spec.targets)
+        out = []
+        for i, a in enumerate(arrays):
+            n = len(a["x"]) if upto is None else int(upto[i])
+            y, state = self._run(a["x"][:n]) if n else (np.zeros((0, spec.n_out)), None)
+            zhat = a["z"][:n] + y[:, :k] * sdc  # (n, k): predictions of z[t + 1]
+            pred = np.full((len(a["x"]), k), np.nan)
+            pred[1 : n + 1] = self._levels(zhat)[: len(a["x"]) - 1] if n else pred[1:1]
+            out.append(
+                {
+                    "one_step": pred,
+                    "state": state,
+                    "last": y[-1] if n else None,
+                    "n": n,
+                    "arrays": a,
+                }
+            )
+        return out
+
+    def forecast(
+        self, panel: Panel, horizon: int, upto: np.ndarray | None = None
+    ) -> list[np.ndarray]:
+        """Per sequence: (horizon, k) recursive forecasts past row ``upto[i] - 1`` (default: the
+        end), in the data's units."""
+        spec = self.spec
+        k, pnum = len(spec.targets), len(spec.past)
+        sdc = np.array([spec.sd_change[c] for c in spec.targets])
+        known_all = feature_arrays(panel.frame, spec, known_only=True)
+        res = []
+        for i, r in enumerate(self.one_step(panel, upto)):
+            n, a = r["n"], r["arrays"]
+            if n == 0:
+                res.append(np.full((horizon, k), np.nan))
+                continue
+            z = a["z"][:n].copy()
+            miss = np.zeros_like(z)
+            past = a["past"][:n].copy()
+            full_past = feature_arrays(panel.frame, spec, known_only=False)[panel.rows(i)][:n]
+            known = known_all[panel.rows(i)][:n]
+            state, y = r["state"], r["last"]
+            preds = []
+            for _ in range(horizon):
+                znext = z[-1] + y[:k] * sdc
+                preds.append(znext)
+                pnext = past[-1] + y[k : k + pnum]
+                z = np.concatenate([z, znext[None]], 0)
+                miss = np.concatenate([miss, np.zeros((1, k))], 0)
+                past = np.concatenate([past, pnext[None]], 0)
+                prow = full_past[-1:].copy()
+                prow[0, :pnum] = pnext
+                full_past = np.concatenate([full_past, prow], 0)
+                krow = known[-1:] if len(known) else np.zeros((1, 0))
+                x = forecast_inputs(
+                    z[-(spec.season + 1) :],
+                    miss[-(spec.season + 1) :],
+                    full_past[-(spec.season + 1) :],
+                    np.repeat(krow, min(len(z), spec.season + 1), 0),
+                    spec,
+                )[-1:]
+                yy, state = self._run(x, state)
+                y = yy[-1]
+            res.append(self._levels(np.array(preds)))
+        return res
+
+    def predict_frame(self, panel: Panel, horizon: int) -> pd.DataFrame:
+        """The ``predict`` table: ``id, t, kind, yhat`` (one ``yhat`` column per target when
+        there are several: ``yhat_COL``)."""
+        spec = self.spec
+        if spec.task == "classify":
+            return self._classify_frame(panel)
+        if spec.task == "regress":
+            return self._regress_frame(panel)
+        names = ["yhat"] if len(spec.targets) == 1 else [f"yhat_{c}" for c in spec.targets]
+        ones = self.one_step(panel)
+        fc = self.forecast(panel, horizon) if horizon else [np.zeros((0, len(names)))] * len(ones)
+        parts = []
+        for i, (o, f) in enumerate(zip(ones, fc)):
+            times = list(panel.times(i))
+            d = pd.DataFrame(o["one_step"], columns=names)
+            d.insert(0, "kind", "one_step")
+            d.insert(0, "t", times)
+            d.insert(0, "id", panel.ids[i])
+            future = (
+                next_times(times[-1], panel.step, len(f))
+                if panel.time_col
+                else list(range(len(times), len(times) + len(f)))
+            )
+            g = pd.DataFrame(f, columns=names)
+            g.insert(0, "kind", "forecast")
+            g.insert(0, "t", future)
+            g.insert(0, "id", panel.ids[i])
+            parts += [d, g]
+        return pd.concat(parts, ignore_index=True)
+
+    # -- classification / regression --------------------------------------------------------
+
+    def _outputs(self, panel: Panel) -> list[np.ndarray]:
+        feats = feature_arrays(panel.frame, self.spec)
+        return [self._run(feats[panel.rows(i)])[0] for i in range(len(panel.ids))]
+
+    def _classify_frame(self, panel: Panel) -> pd.DataFrame:
+        logits = np.stack([o[-1] for o in self._outputs(panel)])  # (N, C)
+        prob = np.exp(logits - logits.max(1, keepdims=True))
+        prob /= prob.sum(1, keepdims=True)
+        classes = self.spec.classes
+        d = pd.DataFrame({"id": panel.ids, "yhat": [classes[j] for j in prob.argmax(1)]})
+        for j, c in enumerate(classes):
+            d[f"p_{c}"] = prob[:, j]
+        return d
+
+    def _regress_frame(self, panel: Panel) -> pd.DataFrame:
+        spec = self.spec
+        names = ["yhat"] if len(spec.targets) == 1 else [f"yhat_{c}" for c in spec.targets]
+        parts = []
+        for i, o in enumerate(self._outputs(panel)):
+            lv = self._levels(o)
+            if spec.per_sequence:
+                parts.append(
+                    pd.DataFrame(
+                        {"id": [panel.ids[i]], **{n: [lv[-1, j]] for j, n in enumerate(names)}}
+                    )
+                )
+            else:
+                d = pd.DataFrame(lv, columns=names)
+                d.insert(0, "t", list(panel.times(i)))
+                d.insert(0, "id", panel.ids[i])
+                parts.append(d)
+        return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,192 @@
+"""What a ``--data`` run reports: the model's validation scores next to the baselines (one-step
+and over the horizon), the verdict lines, ``predictions.csv`` and the plots (forecast against
+truth with the holdout shaded, a few ids; a confusion matrix for classification)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tbptt.tabular.baselines import forecast_baselines, mase_scale, scores, verdict
+from tbptt.tabular.model import classify_scores
+from tbptt.tabular.predict import Predictor
+
+__all__ = ["evaluate_run", "write_outputs"]
+
+
+def evaluate_run(pred: Predictor, data: Any) -> dict[str, Any]:
+    """The validation scores of a trained run on ``data`` (its own file: the same split), with
+    the baselines and the verdict lines."""
+    cfg, spec, extra = pred.cfg, pred.spec, pred.extra
+    panel = pred.panel(data)
+    if spec.task == "forecast":
+        n_train = np.asarray(extra["n_train"])
+        if len(n_train) != len(panel.ids):
+            raise ValueError("--data has other sequences than the run was trained on.")
+        horizon = int(cfg.horizon or 1)
+        base = forecast_baselines(panel, spec, n_train, horizon)
+        ones = pred.one_step(panel)
+        fc = pred.forecast(panel, horizon, upto=n_train)
+        model: dict[str, Any] = {}
+        lines = []
+        m = max(1, int(spec.season))
+        for j, col in enumerate(spec.targets):
+            y_all = panel.frame[col].to_numpy(dtype=np.float64)
+            t1, p1, s1, th, ph, sh = [], [], [], [], [], []
+            for i in range(len(panel.ids)):
+                y, n = y_all[panel.rows(i)], int(n_train[i])
+                if n >= len(y) or n < 1:
+                    continue
+                sc = mase_scale(y[:n], m)
+                (
+                    t1.append(y[n:]),
+                    p1.append(ones[i]["one_step"][n:, j]),
+                    s1.append(np.full(len(y) - n, sc)),
+                )
+                h = min(horizon, len(y) - n)
+                th.append(y[n : n + h]), ph.append(fc[i][:h, j]), sh.append(np.full(h, sc))
+            model[col] = {
+                "one_step": scores(np.concatenate(t1), np.concatenate(p1), np.concatenate(s1)),
+                "horizon": scores(np.concatenate(th), np.concatenate(ph), np.concatenate(sh)),
+            }
+            lines.append(verdict(model[col]["one_step"], base, col, "one_step"))
+            lines.append(
+                verdict(model[col]["horizon"], base, col, "horizon").replace(
+                    "horizon", f"{horizon}-step horizon", 1
+                )
+            )
+        return {
+            "model": model,
+            "baselines": base,
+            "verdict": "\n".join(lines),
+            "panel": panel,
+            "one_step": ones,
+            "forecast": fc,
+        }
+    val_ids = extra["val_ids"]
+    frame = pred.predict_frame(panel, 0)
+    if spec.task == "classify":
+        truth = panel.frame[spec.targets[0]].to_numpy()[panel.offsets][val_ids]
+        guess = frame["yhat"].to_numpy()[val_ids]
+        index = {c: j for j, c in enumerate(spec.classes)}
+        t = np.array([index.get(v, -1) for v in truth])
+        g = np.array([index[v] for v in guess])
+        sc = classify_scores(t, g, len(spec.classes))
+        counts = np.bincount(
+            [
+                index[v]
+                for i, v in enumerate(panel.frame[spec.targets[0]].to_numpy()[panel.offsets])
+                if i not in set(val_ids)
+            ],
+            minlength=len(spec.classes),
+        )
+        major = int(np.argmax(counts))
+        base = {
+            "majority_class": str(spec.classes[major]),
+            "majority_accuracy": float((t == major).mean()),
+        }
+        line = (
+            f"validation ({len(t)} sequences): accuracy {sc['accuracy']:.3f}, macro-F1 {sc['macro_f1']:.3f} | "
+            f"majority class ({base['majority_class']}): accuracy {base['majority_accuracy']:.3f}"
+        )
+        if sc["accuracy"] <= base["majority_accuracy"]:
+            line += "\nWARNING: the model does no better than always answering the majority class; try more --updates, a larger --hidden or --k1 covering whole sequences."
+        return {
+            "model": sc,
+            "baselines": base,
+            "verdict": line,
+            "panel": panel,
+            "confusion": (t, g),
+        }
+    names = [c for c in frame.columns if c.startswith("yhat")]
+    model, base, lines = {}, {}, []
+    for j, col in enumerate(spec.targets):
+        truth, guess = [], []
+        for i in val_ids:
+            y = panel.frame[col].to_numpy(dtype=np.float64)[panel.rows(i)]
+            if spec.per_sequence:
+                (
+                    truth.append(y[-1:]),
+                    guess.append(frame[frame["id"] == panel.ids[i]][names[j]].to_numpy()),
+                )
+            else:
+                (
+                    truth.append(y),
+                    guess.append(frame[frame["id"] == panel.ids[i]][names[j]].to_numpy()),
+                )
+        tv, gv = np.concatenate(truth), np.concatenate(guess)
+        model[col] = scores(tv, gv, np.ones_like(tv))
+        base[col] = scores(tv, np.full_like(tv, spec.mean[col]), np.ones_like(tv))
+        line = f"{col} (validation): model RMSE {model[col]['rmse']:.4g} MAE {model[col]['mae']:.4g} | training mean RMSE {base[col]['rmse']:.4g} MAE {base[col]['mae']:.4g}"
+        if model[col]["rmse"] >= base[col]["rmse"]:
+            line += f"\nWARNING: the model loses to the training mean ({col}); try more --updates, a larger --hidden or other --features."
+        lines.append(line)
+    return {"model": model, "baselines": base, "verdict": "\n".join(lines), "panel": panel}
+
+
+def write_outputs(pred: Predictor, result: dict[str, Any], run_dir: Path) -> list[str]:
+    """predictions.csv and the plot(s) in ``run_dir``; the names written."""
+    panel = result["panel"]
+    horizon = int(pred.cfg.horizon or 0) if pred.spec.task == "forecast" else 0
+    frame = pred.predict_frame(panel, horizon)
+    frame.to_csv(run_dir / "predictions.csv", index=False)
+    written = ["predictions.csv"]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return written
+    if pred.spec.task == "forecast":
+        _plot_forecast(plt, pred, result, run_dir / "predictions.png")
+        written.append("predictions.png")
+    elif pred.spec.task == "classify":
+        t, g = result["confusion"]
+        n = len(pred.spec.classes)
+        cm = np.zeros((n, n), dtype=int)
+        for a, b in zip(t, g):
+            if a >= 0:
+                cm[a, b] += 1
+        fig, ax = plt.subplots(figsize=(4 + 0.3 * n, 4 + 0.3 * n))
+        ax.imshow(cm, cmap="Blues")
+        for (a, b), v in np.ndenumerate(cm):
+            ax.text(b, a, str(v), ha="center", va="center")
+        labels = [str(c) for c in pred.spec.classes]
+        ax.set_xticks(range(n), labels, rotation=45), ax.set_yticks(range(n), labels)
+        (
+            ax.set_xlabel("predicted"),
+            ax.set_ylabel("true"),
+            ax.set_title("validation confusion matrix"),
+        )
+        fig.tight_layout()
+        fig.savefig(run_dir / "confusion.png", dpi=100)
+        plt.close(fig)
+        written.append("confusion.png")
+    return written
+
+
+def _plot_forecast(plt: Any, pred: Predictor, result: dict[str, Any], path: Path) -> None:
+    panel, ones, fc = result["panel"], result["one_step"], result["forecast"]
+    n_train = np.asarray(pred.extra["n_train"])
+    col = pred.spec.targets[0]
+    show = list(np.argsort(-panel.lengths)[:3])
+    fig, axes = plt.subplots(len(show), 1, figsize=(10, 2.8 * len(show)), squeeze=False)
+    for ax, i in zip(axes[:, 0], show):
+        y = panel.frame[col].to_numpy(dtype=np.float64)[panel.rows(i)]
+        x = np.arange(len(y))
+        n = int(n_train[i])
+        ax.axvspan(n - 0.5, len(y) - 0.5, color="0.9", label="holdout")
+        ax.plot(x, y, color="k", lw=1, label="truth")
+        ax.plot(x, ones[i]["one_step"][:, 0], color="tab:blue", lw=1, label="one step ahead")
+        h = len(fc[i])
+        ax.plot(
+            np.arange(n, n + h), fc[i][:, 0], color="tab:red", lw=1.2, label=f"{h}-step forecast"
+        )
+        ax.set_title(f"{col}" + (f", id {panel.ids[i]}" if panel.id_col else ""), fontsize=9)
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

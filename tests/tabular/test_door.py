@@ -1,0 +1,142 @@
+"""The data door end to end: tbptt train --data, tbptt predict, tbptt.load (tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tbptt
+from tbptt.cli import main
+
+FAST = ["--progress", "off", "--tensorboard", "off", "--updates", "12", "--eval-every", "4"]
+
+
+def panel_csv(path: Path, ids: int = 3, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(ids):
+        n = 40 + 7 * i
+        t = np.arange(n)
+        y = 5 + i + 0.05 * t + np.sin(2 * np.pi * t / 7) + 0.1 * rng.normal(size=n)
+        dates = pd.date_range("2024-01-01", periods=n, freq="D")
+        for d, v, p in zip(dates, y, rng.random(n) < 0.2):
+            rows.append((f"s{i}", d.date().isoformat(), v, int(p), "x" if p else "y"))
+    df = pd.DataFrame(rows, columns=["store", "date", "y", "promo", "kind"])
+    df.sample(frac=1, random_state=0).to_csv(path, index=False)  # unsorted on purpose
+    return path
+
+
+def train(tmp_path: Path, *args: str, name: str = "r") -> Path:
+    code = main(["train", *args, "--runs-dir", str(tmp_path / "runs"), "--name", name, *FAST])
+    assert code == 0
+    return tmp_path / "runs" / name
+
+
+def test_forecast_predict_reproduces_validation_and_load_equals_cli(tmp_path, capsys):
+    data = panel_csv(tmp_path / "my.csv")
+    run = train(tmp_path, "--data", str(data), "--target", "y", "--id", "store", "--time", "date")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["task"] == "forecast"
+    val = summary["val"]
+    capsys.readouterr()
+    out = tmp_path / "out.csv"
+    assert (
+        main(["predict", str(run), "--data", str(data), "--out", str(out), "--horizon", "5"]) == 0
+    )
+    printed = capsys.readouterr().out
+    # the Trainer's validation RMSE of the best weights == predict's one-step RMSE on the holdout
+    assert summary["model"]["y"]["one_step"]["rmse"] == pytest.approx(val["rmse"], rel=1e-5)
+    assert f"RMSE {val['rmse']:.4g}" in printed
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["id", "t", "kind", "yhat"]
+    assert (table["kind"] == "forecast").sum() == 3 * 5
+    first = table[table["kind"] == "one_step"].groupby("id").head(1)
+    assert first["yhat"].isna().all()  # nothing precedes the first row of a sequence
+    fc = table[(table["kind"] == "forecast") & (table["id"] == "s0")]
+    assert fc["t"].tolist()[0] == "2024-02-10"  # 40 days from 2024-01-01: the time continues
+    loaded = tbptt.load(run).predict(data, horizon=5)
+    np.testing.assert_allclose(loaded["yhat"].to_numpy(float), table["yhat"].to_numpy(float))
+    assert len(tbptt.load(run).forecast(2)) == 3 * 2
+
+
+def test_classify_and_regress(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(24):
+        lab = ["up", "down"][i % 2]
+        x = np.cumsum((0.5 if lab == "up" else -0.5) + 0.2 * rng.normal(size=6 + i % 5))
+        rows += [(i, t, v, lab, float(v.sum() if False else x.sum())) for t, v in enumerate(x)]
+    df = pd.DataFrame(rows, columns=["id", "t", "x", "label", "total"])
+    df.to_parquet(tmp_path / "c.parquet")
+    run = train(
+        tmp_path,
+        "--data",
+        str(tmp_path / "c.parquet"),
+        "--target",
+        "label",
+        "--id",
+        "id",
+        "--features",
+        "x",
+        name="c",
+    )
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["config"]["task"] == "classify"
+    assert "majority class" in summary["verdict"] and "macro-F1" in summary["verdict"]
+    assert (run / "confusion.png").exists()
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(run), "--out", str(out)]) == 0
+    assert list(pd.read_csv(out).columns) == ["id", "yhat", "p_down", "p_up"]
+    run = train(
+        tmp_path,
+        "--data",
+        str(tmp_path / "c.parquet"),
+        "--target",
+        "total",
+        "--id",
+        "id",
+        "--features",
+        "x",
+        "--task",
+        "regress",
+        name="r",
+    )
+    assert "training mean" in json.loads((run / "summary.json").read_text())["verdict"]
+
+
+def test_npy_one_series_and_npz_panel(tmp_path):
+    t = np.arange(80.0)
+    np.save(tmp_path / "a.npy", np.stack([np.sin(t / 3), np.cos(t / 3)], 1))  # (T, F)
+    run = train(tmp_path, "--data", str(tmp_path / "a.npy"), "--target", "0", name="a")
+    assert json.loads((run / "summary.json").read_text())["config"]["task"] == "forecast"
+    x = np.random.default_rng(0).normal(size=(12, 9, 2))
+    np.savez(tmp_path / "b.npz", x=x, y=np.arange(12) % 2)
+    run = train(
+        tmp_path, "--data", str(tmp_path / "b.npz"), "--target", "y", "--id", "id", name="b"
+    )
+    assert json.loads((run / "summary.json").read_text())["config"]["task"] == "classify"
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("", ["--target", "y"], "is empty"),
+        ("y,x\n", ["--target", "y"], "no rows"),
+        ("y,x\n1,2\n3,4\n", ["--target", "z"], "--target 'z'"),
+        ("y,x\na,2\nb,4\nc,5\nd,3\n", ["--target", "y", "--task", "forecast"], "is not numeric"),
+        ("y,t\n1,1\n2,1\n3,2\n", ["--target", "y", "--time", "t"], "duplicate times"),
+        ("y,x\n1,2\n", ["--target", "y", "--id", "nope"], "--id 'nope'"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, content, args, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    code = main(["train", "--data", str(path), *args, "--runs-dir", str(tmp_path / "runs"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.startswith("tbptt: error:") and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
