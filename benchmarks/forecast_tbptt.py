@@ -25,12 +25,12 @@ from typing import Any
 import pandas as pd
 from forecast_data import Spec
 
-__all__ = ["run_tbptt", "tbptt_predictions"]
+__all__ = ["run_tbptt", "tbptt_command", "tbptt_predictions"]
 
 _CLI = "import sys; from tbptt.cli import main; sys.exit(main())"
 
 
-def _tbptt(args: list[str], log: Path) -> None:
+def tbptt_command(args: list[str], log: Path) -> None:
     with log.open("a") as out:
         out.write("$ tbptt " + " ".join(args) + "\n")
         out.flush()
@@ -85,11 +85,11 @@ def run_tbptt(
         cols += ["--id", "id"]
     t0 = time.perf_counter()
     fit = ["--seed", str(seed), "--runs-dir", str(runs), "--name", name]
-    _tbptt(["train", "--data", str(work / "train.csv"), *cols, *fit], log)
+    tbptt_command(["train", "--data", str(work / "train.csv"), *cols, *fit], log)
     seconds = time.perf_counter() - t0
     run, h = str(runs / name), str(spec.horizon)
     for data, out in (("full.csv", "one.csv"), ("train.csv", "fc.csv")):
-        _tbptt(
+        tbptt_command(
             ["predict", run, "--data", str(work / data), "--out", str(work / out), "--horizon", h],
             log,
         )
