@@ -35,12 +35,16 @@ METHODS = ["tbptt", *PEERS]
 CACHE = Path(__file__).resolve().parent / ".cache" / "forecast"
 
 
-def run_method(method: str, name: str, seed: int, refresh: bool) -> dict[str, Any]:
+def run_method(
+    method: str, name: str, seed: int, refresh: bool, cached_only: bool = False
+) -> dict[str, Any]:
     """One method's predictions on one dataset and seed, from the cache or computed now."""
     seeded = method == "tbptt" or PEERS[method][1]
     path = CACHE / name / f"{method}-s{seed if seeded else 0}.json"
     if path.exists() and not refresh:
         return json.loads(path.read_text())
+    if cached_only:
+        raise FileNotFoundError(f"{path} (--cached-only)")
     spec, frame = load(name)
     sizes = frame.groupby("id", sort=False).size()
     n_train = {str(k): int(n) - holdout_size(int(n), spec.horizon) for k, n in sizes.items()}
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     p.add_argument("--refresh", default="", help="methods to rerun instead of reading the cache")
     p.add_argument("--out", help="also write the tables to this Markdown file")
+    p.add_argument("--cached-only", action="store_true", help="tabulate the cache, run nothing")
     args = p.parse_args(argv)
     names = [n for n in args.datasets.split(",") if n]
     methods = [m for m in args.methods.split(",") if m]
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for seed in seeds if seeded else seeds[:1]:
                 try:
-                    result = run_method(m, name, seed, m in refresh)
+                    result = run_method(m, name, seed, m in refresh, args.cached_only)
                 except Exception as e:  # one failure is reported, not the end of the run
                     print(f"{name} {m} seed {seed}: FAILED {type(e).__name__}: {e}", flush=True)
                     continue

@@ -31,6 +31,7 @@ _CLI = "import sys; from tbptt.cli import main; sys.exit(main())"
 
 
 def tbptt_command(args: list[str], log: Path) -> None:
+    """Run ``tbptt ARGS`` in a fresh process, its output appended to ``log``; raise on failure."""
     with log.open("a") as out:
         out.write("$ tbptt " + " ".join(args) + "\n")
         out.flush()
