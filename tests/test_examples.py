@@ -17,3 +17,9 @@ def load(name: str):
 def test_quickstart_learns():
     bits = load("quickstart").main(60)
     assert bits < 5.0  # uniform over bytes is 8 bits; unigram of Python source is about 4.6
+
+
+def test_data_file_example(tmp_path):
+    model = load("data_file").main(str(tmp_path), 10)
+    assert len(model.forecast(3)) == 4 * 3
+    assert (tmp_path / "predictions.csv").is_file()

@@ -261,10 +261,14 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
         task = flags.get("task") or toml.get("task") or ("auto" if data else "text")
         base = RunConfig(task=task)
     cfg = merge(merge(base, toml, f"config file {args.config}"), flags, "flags")
-    if ckpt is None and cfg.data is not None:  # sizes, lengths, budget chosen from the data
-        from tbptt.tabular.job import data_defaults
+    if ckpt is None and cfg.task == "series":  # the built-in series go through the data door
+        from tbptt.tabular.dataset import builtin_series_config
 
-        cfg = data_defaults(merge(cfg, {"data": str(Path(cfg.data).expanduser().resolve())}))
+        cfg = builtin_series_config(cfg)
+    if ckpt is None and cfg.data is not None:  # sizes, lengths, budget chosen from the data
+        from tbptt.tabular.dataset import data_defaults, resolve_data
+
+        cfg = data_defaults(merge(cfg, {"data": resolve_data(cfg.data)}))
     cfg = cfg.resolved()
     if ckpt is not None:
         diff = _config_diff(saved, cfg.to_dict(), Trainer.resume_may_change)

@@ -92,17 +92,24 @@ def forecast_baselines(
         for name in ("naive", "seasonal_naive", "mean"):
             for kind, d in (("one_step", one), ("horizon", hz)):
                 if d["truth"]:
-                    truth, scale = np.concatenate(d["truth"]), np.concatenate(d["scale"])
                     out.setdefault(col, {}).setdefault(kind, {})[name] = scores(
-                        truth, np.concatenate(d[name]), scale
+                        np.concatenate(d["truth"]),
+                        np.concatenate(d[name]),
+                        np.concatenate(d["scale"]),
                     )
     first = out.get(spec.targets[0], {}).get("one_step", {})
     for name in ("naive", "seasonal_naive"):  # the flat keys of the loss plot
         if name in first:
             out[f"{name}_rmse"] = first[name]["rmse"]
+            out[f"{name}_mae"] = first[name]["mae"]
     return out
 
 
+_NAMES = {
+    "naive": "naive (last value)",
+    "seasonal_naive": "seasonal naive (one season back)",
+    "mean": "training mean",
+}
 _TRY = {
     "naive": "a longer budget (--updates), --season if the series has one, or fewer inputs (--features)",
     "seasonal_naive": "--season M with the right season, a longer --k1/--k2 (at least one season), more --updates",
@@ -111,7 +118,11 @@ _TRY = {
 
 
 def verdict(
-    model: dict[str, Any], baselines: dict[str, Any], target: str, kind: str = "one_step"
+    model: dict[str, Any],
+    baselines: dict[str, Any],
+    target: str,
+    kind: str = "one_step",
+    horizon: int = 0,
 ) -> str:
     """One line: the model's MASE and RMSE next to the baselines', and a WARNING naming the
     baselines it loses to (by MASE), with what to try."""
@@ -119,10 +130,9 @@ def verdict(
     if not model or not base:
         return "no validation data to compare with the baselines"
     parts = [f"model MASE {model['mase']:.3f} RMSE {model['rmse']:.4g}"]
-    parts += [
-        f"{n.replace('_', ' ')} MASE {b['mase']:.3f} RMSE {b['rmse']:.4g}" for n, b in base.items()
-    ]
-    line = f"{target} ({kind.replace('_', '-')}, validation): " + " | ".join(parts)
+    parts += [f"{_NAMES[n]} MASE {b['mase']:.3f} RMSE {b['rmse']:.4g}" for n, b in base.items()]
+    what = f"{horizon}-step horizon" if kind == "horizon" else kind.replace("_", "-")
+    line = f"{target} ({what}, validation): " + " | ".join(parts)
     lost = [n for n, b in base.items() if b["mase"] < model["mase"]]
     if lost:
         worst = min(lost, key=lambda n: base[n]["mase"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.report import evaluate_run, write_outputs
 
@@ -44,11 +45,14 @@ def predict_run(
     pred = Predictor(model, cfg, extra)
     lines = []
     path = data or cfg.data
-    if data is None or Path(data).resolve() == Path(cfg.data).resolve():
+    if data is None or resolve_data(data) == resolve_data(cfg.data):
         lines.append(evaluate_run(pred, path)["verdict"])
     panel = pred.panel(path)
     h = (horizon or int(cfg.horizon or 0)) if pred.spec.task == "forecast" else 0
     frame = pred.predict_frame(panel, h)
+    if h and len(panel.ids) == 1 and len(pred.spec.targets) == 1:
+        values = frame.loc[frame["kind"] == "forecast", "yhat"]
+        lines.append(f"forecast ({h} steps): " + " ".join(f"{v:.4g}" for v in values))
     target = Path(out) if out else run_dir / "predictions.csv"
     if out and target.exists() and target.is_dir():
         raise ValueError(f"--out {out!r} is a folder; give a file name such as predictions.csv.")

@@ -19,13 +19,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["read_table", "split_columns"]
+__all__ = ["BUILTIN", "read_table", "split_columns"]
 
 _SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".npy", ".npz")
 
 
+BUILTIN = "series:"  # "series:NAME": a built-in series (tbptt.datasets), columns t and NAME
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
-    """The file at ``path`` as a DataFrame (one row per step, long format)."""
+    """The file at ``path`` as a DataFrame (one row per step, long format); ``"series:NAME"``
+    is a built-in series of :func:`tbptt.datasets.load_series` (columns ``t`` and ``NAME``)."""
+    if str(path).startswith(BUILTIN):
+        from tbptt.datasets import load_series
+
+        s = load_series(str(path)[len(BUILTIN) :])
+        return pd.DataFrame({"t": s.start + np.arange(len(s.values)), s.name: s.values})
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(

@@ -75,7 +75,7 @@ class Spec:
         return len(self.targets)
 
 
-def _numeric(df: pd.DataFrame, col: str, flag: str) -> np.ndarray:
+def numeric_column(df: pd.DataFrame, col: str, flag: str) -> np.ndarray:
     s = df[col]
     if pd.api.types.is_bool_dtype(s):
         s = s.astype(float)
@@ -139,7 +139,7 @@ def fit_spec(
         cats[col] = sorted(values.tolist(), key=str)
     fill = []
     for col in numeric:
-        v = _numeric(df, col, "--features")
+        v = numeric_column(df, col, "--features")
         mean[col] = float(np.nanmean(v[train])) if np.isfinite(v[train]).any() else 0.0
         sd[col] = _safe_sd(v[train])
         if np.isnan(v).any():
@@ -167,7 +167,7 @@ def fit_spec(
         spec.classes = sorted(pd.unique(labels).tolist(), key=str)
         return spec
     for col in targets:
-        y = _numeric(df, col, "--target")
+        y = numeric_column(df, col, "--target")
         yt = y[train]
         if not np.isfinite(yt).any():
             raise ValueError(f"--target {col!r} has no value in the training range.")
@@ -216,7 +216,9 @@ def _scaled(df: pd.DataFrame, cols: list[str], spec: Spec) -> tuple[np.ndarray, 
     """(rows, len(cols)) scaled values (missing -> 0, the training mean) and indicators."""
     if not cols:
         return np.zeros((len(df), 0)), np.zeros((len(df), 0))
-    v = np.stack([(_numeric(df, c, "--features") - spec.mean[c]) / spec.sd[c] for c in cols], 1)
+    v = np.stack(
+        [(numeric_column(df, c, "--features") - spec.mean[c]) / spec.sd[c] for c in cols], 1
+    )
     miss = np.isnan(v)
     ind = miss[:, [j for j, c in enumerate(cols) if c in spec.fill]].astype(np.float64)
     return np.where(miss, 0.0, v), ind
@@ -236,7 +238,7 @@ def feature_arrays(df: pd.DataFrame, spec: Spec, known_only: bool | None = None)
 def target_levels(df: pd.DataFrame, spec: Spec) -> np.ndarray:
     """(rows, k) the targets scaled by the training range (NaN where missing)."""
     return np.stack(
-        [(_numeric(df, c, "--target") - spec.mean[c]) / spec.sd[c] for c in spec.targets], 1
+        [(numeric_column(df, c, "--target") - spec.mean[c]) / spec.sd[c] for c in spec.targets], 1
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from tbptt.tabular.baselines import forecast_baselines, mase_scale, scores, verdict
 from tbptt.tabular.model import classify_scores
+from tbptt.tabular.panel import Panel
 from tbptt.tabular.predict import Predictor
 
 __all__ = ["evaluate_run", "write_outputs"]
@@ -19,109 +20,114 @@ __all__ = ["evaluate_run", "write_outputs"]
 def evaluate_run(pred: Predictor, data: Any) -> dict[str, Any]:
     """The validation scores of a trained run on ``data`` (its own file: the same split), with
     the baselines and the verdict lines."""
-    cfg, spec, extra = pred.cfg, pred.spec, pred.extra
     panel = pred.panel(data)
-    if spec.task == "forecast":
-        n_train = np.asarray(extra["n_train"])
-        if len(n_train) != len(panel.ids):
-            raise ValueError("--data has other sequences than the run was trained on.")
-        horizon = int(cfg.horizon or 1)
-        base = forecast_baselines(panel, spec, n_train, horizon)
-        ones = pred.one_step(panel)
-        fc = pred.forecast(panel, horizon, upto=n_train)
-        model: dict[str, Any] = {}
-        lines = []
-        m = max(1, int(spec.season))
-        for j, col in enumerate(spec.targets):
-            y_all = panel.frame[col].to_numpy(dtype=np.float64)
-            t1, p1, s1, th, ph, sh = [], [], [], [], [], []
-            for i in range(len(panel.ids)):
-                y, n = y_all[panel.rows(i)], int(n_train[i])
-                if n >= len(y) or n < 1:
-                    continue
-                sc = mase_scale(y[:n], m)
-                (
-                    t1.append(y[n:]),
-                    p1.append(ones[i]["one_step"][n:, j]),
-                    s1.append(np.full(len(y) - n, sc)),
-                )
-                h = min(horizon, len(y) - n)
-                th.append(y[n : n + h]), ph.append(fc[i][:h, j]), sh.append(np.full(h, sc))
-            model[col] = {
-                "one_step": scores(np.concatenate(t1), np.concatenate(p1), np.concatenate(s1)),
-                "horizon": scores(np.concatenate(th), np.concatenate(ph), np.concatenate(sh)),
-            }
-            lines.append(verdict(model[col]["one_step"], base, col, "one_step"))
-            lines.append(
-                verdict(model[col]["horizon"], base, col, "horizon").replace(
-                    "horizon", f"{horizon}-step horizon", 1
-                )
-            )
-        return {
-            "model": model,
-            "baselines": base,
-            "verdict": "\n".join(lines),
-            "panel": panel,
-            "one_step": ones,
-            "forecast": fc,
-        }
-    val_ids = extra["val_ids"]
-    frame = pred.predict_frame(panel, 0)
-    if spec.task == "classify":
-        truth = panel.frame[spec.targets[0]].to_numpy()[panel.offsets][val_ids]
-        guess = frame["yhat"].to_numpy()[val_ids]
-        index = {c: j for j, c in enumerate(spec.classes)}
-        t = np.array([index.get(v, -1) for v in truth])
-        g = np.array([index[v] for v in guess])
-        sc = classify_scores(t, g, len(spec.classes))
-        counts = np.bincount(
-            [
-                index[v]
-                for i, v in enumerate(panel.frame[spec.targets[0]].to_numpy()[panel.offsets])
-                if i not in set(val_ids)
-            ],
-            minlength=len(spec.classes),
+    task = pred.spec.task
+    if task == "forecast":
+        return _evaluate_forecast(pred, panel)
+    if task == "classify":
+        return _evaluate_classify(pred, panel)
+    return _evaluate_regress(pred, panel)
+
+
+def _evaluate_forecast(pred: Predictor, panel: Panel) -> dict[str, Any]:
+    spec = pred.spec
+    n_train = np.asarray(pred.extra["n_train"])
+    if len(n_train) != len(panel.ids) or (panel.lengths < n_train).any():
+        raise ValueError(
+            "--data holds other sequences than the run was trained on; its validation scores "
+            "need the training file (give --out to only write predictions)."
         )
-        major = int(np.argmax(counts))
-        base = {
-            "majority_class": str(spec.classes[major]),
-            "majority_accuracy": float((t == major).mean()),
-        }
-        line = (
-            f"validation ({len(t)} sequences): accuracy {sc['accuracy']:.3f}, macro-F1 {sc['macro_f1']:.3f} | "
-            f"majority class ({base['majority_class']}): accuracy {base['majority_accuracy']:.3f}"
-        )
-        if sc["accuracy"] <= base["majority_accuracy"]:
-            line += "\nWARNING: the model does no better than always answering the majority class; try more --updates, a larger --hidden or --k1 covering whole sequences."
-        return {
-            "model": sc,
-            "baselines": base,
-            "verdict": line,
-            "panel": panel,
-            "confusion": (t, g),
-        }
-    names = [c for c in frame.columns if c.startswith("yhat")]
-    model, base, lines = {}, {}, []
+    horizon = int(pred.cfg.horizon or 1)
+    base = forecast_baselines(panel, spec, n_train, horizon)
+    ones = pred.one_step(panel)
+    fc = pred.forecast(panel, horizon, upto=n_train)
+    m = max(1, int(spec.season))
+    model: dict[str, Any] = {}
+    lines = []
     for j, col in enumerate(spec.targets):
-        truth, guess = [], []
-        for i in val_ids:
-            y = panel.frame[col].to_numpy(dtype=np.float64)[panel.rows(i)]
-            if spec.per_sequence:
-                (
-                    truth.append(y[-1:]),
-                    guess.append(frame[frame["id"] == panel.ids[i]][names[j]].to_numpy()),
-                )
-            else:
-                (
-                    truth.append(y),
-                    guess.append(frame[frame["id"] == panel.ids[i]][names[j]].to_numpy()),
-                )
+        y_all = panel.frame[col].to_numpy(dtype=np.float64)
+        one: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        hz: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for i in range(len(panel.ids)):
+            y, n = y_all[panel.rows(i)], int(n_train[i])
+            if n >= len(y) or n < 1:
+                continue
+            sc = mase_scale(y[:n], m)
+            h = min(horizon, len(y) - n)
+            one.append((y[n:], ones[i]["one_step"][n:, j], np.full(len(y) - n, sc)))
+            hz.append((y[n : n + h], fc[i][:h, j], np.full(h, sc)))
+        model[col] = {
+            "one_step": scores(*(np.concatenate(a) for a in zip(*one))),
+            "horizon": scores(*(np.concatenate(a) for a in zip(*hz))),
+        }
+        lines.append(verdict(model[col]["one_step"], base, col, "one_step"))
+        lines.append(verdict(model[col]["horizon"], base, col, "horizon", horizon))
+    return {
+        "model": model,
+        "baselines": base,
+        "verdict": "\n".join(lines),
+        "panel": panel,
+        "one_step": ones,
+        "forecast": fc,
+    }
+
+
+def _evaluate_classify(pred: Predictor, panel: Panel) -> dict[str, Any]:
+    spec, val_ids = pred.spec, list(pred.extra["val_ids"])
+    labels = panel.frame[spec.targets[0]].to_numpy()[panel.offsets]
+    index = {c: j for j, c in enumerate(spec.classes)}
+    guess = pred.predict_frame(panel, 0)["yhat"].to_numpy()
+    t = np.array([index.get(v, -1) for v in labels[val_ids]])
+    g = np.array([index[v] for v in guess[val_ids]])
+    sc = classify_scores(t, g, len(spec.classes))
+    train_ids = np.setdiff1d(np.arange(len(labels)), val_ids)
+    counts = np.bincount([index[v] for v in labels[train_ids]], minlength=len(spec.classes))
+    major = int(np.argmax(counts))
+    majority = float((t == major).mean())
+    base: dict[str, Any] = {
+        "majority_class": str(spec.classes[major]),
+        "majority_accuracy": majority,
+    }
+    line = (
+        f"validation ({len(t)} sequences): accuracy {sc['accuracy']:.3f}, macro-F1 "
+        f"{sc['macro_f1']:.3f} | majority class ({base['majority_class']}): accuracy "
+        f"{base['majority_accuracy']:.3f}"
+    )
+    if sc["accuracy"] <= majority:
+        line += (
+            "\nWARNING: the model does no better than always answering the majority class; "
+            "try more --updates, a larger --hidden, or --k1 covering whole sequences."
+        )
+    return {"model": sc, "baselines": base, "verdict": line, "panel": panel, "confusion": (t, g)}
+
+
+def _evaluate_regress(pred: Predictor, panel: Panel) -> dict[str, Any]:
+    spec, val_ids = pred.spec, list(pred.extra["val_ids"])
+    frame = pred.predict_frame(panel, 0)
+    names = [c for c in frame.columns if c.startswith("yhat")]
+    model: dict[str, Any] = {}
+    base: dict[str, Any] = {}
+    lines = []
+    for j, col in enumerate(spec.targets):
+        y_all = panel.frame[col].to_numpy(dtype=np.float64)
+        truth = [
+            y_all[panel.rows(i)][-1:] if spec.per_sequence else y_all[panel.rows(i)]
+            for i in val_ids
+        ]
+        guess = [frame.loc[frame["id"] == panel.ids[i], names[j]].to_numpy() for i in val_ids]
         tv, gv = np.concatenate(truth), np.concatenate(guess)
         model[col] = scores(tv, gv, np.ones_like(tv))
         base[col] = scores(tv, np.full_like(tv, spec.mean[col]), np.ones_like(tv))
-        line = f"{col} (validation): model RMSE {model[col]['rmse']:.4g} MAE {model[col]['mae']:.4g} | training mean RMSE {base[col]['rmse']:.4g} MAE {base[col]['mae']:.4g}"
+        line = (
+            f"{col} (validation): model RMSE {model[col]['rmse']:.4g} MAE "
+            f"{model[col]['mae']:.4g} | training mean RMSE {base[col]['rmse']:.4g} MAE "
+            f"{base[col]['mae']:.4g}"
+        )
         if model[col]["rmse"] >= base[col]["rmse"]:
-            line += f"\nWARNING: the model loses to the training mean ({col}); try more --updates, a larger --hidden or other --features."
+            line += (
+                f"\nWARNING: the model loses to the training mean ({col}); try more --updates, "
+                "a larger --hidden or other --features."
+            )
         lines.append(line)
     return {"model": model, "baselines": base, "verdict": "\n".join(lines), "panel": panel}
 

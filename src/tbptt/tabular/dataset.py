@@ -1,0 +1,190 @@
+"""A ``--data`` file read for a run (:class:`DataSet`: its panel, the columns of each role, the
+task) and the defaults chosen from it (:func:`data_defaults`).
+
+Defaults (each only where the option is not given):
+
+- task: ``forecast`` when the target changes within sequences; ``classify`` for a per-sequence
+  label that is text or a few integers; ``regress`` for another per-sequence number;
+- season: the strongest period that :func:`tbptt.diagnostics.suggest.suggest` (ACF-confirmed
+  periodogram peaks) finds in the longest sequence's changes, else 1;
+- k1 = k2: two seasons, between 16 and 64 steps (forecast); the longest sequence up to 64
+  (classify, regress: the backward window then covers whole short sequences);
+- batch: a quarter of the ids, at least 4 (all when fewer), at most 32; hidden 32 (64 past 20,000 steps); Adam lr 5e-3;
+- budget: 40 epochs, between 400 and 2,000 updates; validation 25 times; patience 8 evaluations
+  (the best checkpoint by validation is what predict uses);
+- horizon: two seasons, at most 48 (12 without a season).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tbptt.tabular.io import BUILTIN, read_table, split_columns
+from tbptt.tabular.panel import Panel, make_panel
+from tbptt.tabular.prepare import numeric_column
+
+__all__ = [
+    "DataSet",
+    "builtin_series_config",
+    "data_defaults",
+    "detect_season",
+    "load_data",
+    "resolve_data",
+]
+
+
+class DataSet:
+    """A data file read for a run: the panel, the columns of each role and the task."""
+
+    def __init__(self, cfg: Any) -> None:
+        df = _read(resolve_data(cfg.data))
+        cols = list(df.columns)
+        if cfg.target is None:
+            raise ValueError("--data needs --target COL (the column to forecast or predict).")
+        self.targets = split_columns(cfg.target, "--target", cols)
+        id_col = split_columns(cfg.id, "--id", cols)
+        time_col = split_columns(cfg.time, "--time", cols)
+        self.panel: Panel = make_panel(
+            df,
+            id_col=id_col[0] if id_col else None,
+            time_col=time_col[0] if time_col else None,
+        )
+        used = {*self.targets, *id_col, *time_col}
+        given = split_columns(cfg.features, "--features", cols)
+        self.features = given or [c for c in cols if c not in used]
+        clash = [c for c in self.features if c in used]
+        if clash:
+            raise ValueError(f"--features {clash[0]!r} is also the target, id or time column.")
+        self.known = split_columns(cfg.known, "--known", cols)
+        extra = [c for c in self.known if c not in self.features]
+        if extra:
+            raise ValueError(
+                f"--known {extra[0]!r} is not one of the features ({', '.join(self.features)})."
+            )
+        self.task = (
+            cfg.task if cfg.task in ("forecast", "classify", "regress") else self.infer_task()
+        )
+        if self.task != "classify":
+            for col in self.targets:
+                numeric_column(self.panel.frame, col, "--target")
+        self.per_sequence = self.task == "classify" or (
+            self.task == "regress" and self._constant_within_ids()
+        )
+        if self.task == "classify" and not self._constant_within_ids():
+            raise ValueError(
+                f"--task classify: --target {self.targets[0]!r} changes within a sequence; a "
+                "label is one value per id. Use --task regress or --task forecast."
+            )
+
+    def _constant_within_ids(self) -> bool:
+        p = self.panel
+        key = p.frame[p.id_col] if p.id_col else pd.Series(0, index=p.frame.index)
+        return bool(
+            (p.frame.groupby(key, sort=False)[self.targets].nunique(dropna=False) <= 1).all().all()
+        )
+
+    def infer_task(self) -> str:
+        """forecast when the target is numeric and changes within sequences; classify for a
+        per-id label that is text, boolean or a few integers; regress otherwise."""
+        col = self.panel.frame[self.targets[0]]
+        if not self._constant_within_ids():
+            return "forecast"
+        few = col.nunique() <= 20 and (
+            not pd.api.types.is_float_dtype(col) or (col.dropna() % 1 == 0).all()
+        )
+        return "classify" if not pd.api.types.is_numeric_dtype(col) or few else "regress"
+
+
+def resolve_data(data: str) -> str:
+    """A file path made absolute (a run resumes and predicts from any directory); a built-in
+    series name ``series:NAME`` as it is."""
+    return data if data.startswith(BUILTIN) else str(Path(data).expanduser().resolve())
+
+
+def builtin_series_config(cfg: Any) -> Any:
+    """``--task series --series NAME`` through the data door: a forecast of the built-in series
+    (its documented season unless --season is given)."""
+    from tbptt.datasets import load_series
+
+    s = load_series(cfg.series)
+    return replace(
+        cfg,
+        task="forecast",
+        data=BUILTIN + cfg.series,
+        target=s.name,
+        time="t",
+        season=cfg.season or s.season,
+    )
+
+
+@lru_cache(maxsize=4)
+def _read(path: str) -> pd.DataFrame:
+    return read_table(path)
+
+
+def load_data(cfg: Any) -> DataSet:
+    return DataSet(cfg)
+
+
+def detect_season(panel: Panel, col: str) -> int:
+    """The season: the strongest period the project's ACF/periodogram tool
+    (:func:`tbptt.diagnostics.suggest.suggest`) finds in the longest sequence's changes, else 1."""
+    from tbptt.diagnostics.suggest import suggest
+
+    i = int(np.argmax(panel.lengths))
+    y = panel.frame[col].to_numpy(dtype=np.float64)[panel.rows(i)]
+    y = pd.Series(y).interpolate(limit_direction="both").to_numpy()
+    n = len(y)
+    if n < 24 or not np.isfinite(y).all():
+        return 1
+    try:
+        s = suggest(np.diff(y), max_lag=min(n // 3, 400))
+    except (ValueError, np.linalg.LinAlgError):
+        return 1
+    return int(s.periods[0]) if s.periods else 1
+
+
+def _or(value: Any, default: Any) -> Any:
+    """The given option, else the default (0 is given: the config's check refuses it)."""
+    return default if value is None else value
+
+
+def data_defaults(cfg: Any) -> Any:
+    """``cfg`` with the task and every unset size, length and budget chosen from the data:
+    its length, number of sequences and season (see the module doc)."""
+    ds = load_data(cfg)
+    task, p = ds.task, ds.panel
+    steps, n, longest = int(p.lengths.sum()), len(p.ids), int(p.lengths.max())
+    season = cfg.season
+    if task == "forecast" and season is None:
+        season = detect_season(p, ds.targets[0])
+    k1 = _or(cfg.k1, int(np.clip(2 * season, 16, 64)) if task == "forecast" else min(64, longest))
+    batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
+    budget: dict[str, Any] = {}
+    if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
+        per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
+        budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
+    updates = budget.get("updates", _or(cfg.updates, 1000))
+    horizon = None
+    if task == "forecast":
+        horizon = _or(cfg.horizon, min(48, 2 * season) if season > 1 else 12)
+    return replace(
+        cfg,
+        task=task,
+        season=season,
+        horizon=horizon if task == "forecast" else cfg.horizon,
+        hidden=_or(cfg.hidden, 32 if steps < 20_000 else 64),
+        k1=k1,
+        k2=_or(cfg.k2, k1),
+        batch_size=batch,
+        lr=_or(cfg.lr, 5e-3),
+        eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
+        patience=_or(cfg.patience, 8),
+        **budget,
+    )
