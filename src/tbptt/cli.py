@@ -28,6 +28,8 @@ examples:
   tbptt train --minutes 10 --hidden 512        # longer, bigger
   tbptt train --k1 32 --k2 96 --mode recompute # decoupled TBPTT(k1, k2)
   tbptt train --task series                    # yearly sunspots vs naive baselines
+  tbptt train --data my.csv --target y --id store --time date   # your own sequences
+  tbptt predict runs/forecast-20250101-120000 --data my.csv --out out.csv --horizon 14
   tbptt train --config run.toml --lr 1e-3      # a TOML file; flags override it
   tbptt train --resume runs/text-20250101-120000
   tbptt explain --k1 4 --k2 8                  # a picture of what TBPTT(4, 8) trains

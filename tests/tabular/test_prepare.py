@@ -157,3 +157,17 @@ def test_dataset_infers_the_task_and_refuses_bad_columns(tmp_path):
     np.save(bad, np.zeros((2, 2, 2, 2)))
     with pytest.raises(ValueError, match=r"has shape \(2, 2, 2, 2\)"):
         read_table(bad)
+
+
+def test_known_covariates_are_fed_for_the_step_predicted_others_for_the_present():
+    df = pd.DataFrame(
+        {"y": np.arange(10.0), "past": np.arange(10.0) * 2, "cal": np.arange(10.0) * 3}
+    )
+    p = make_panel(df, id_col=None, time_col=None)
+    spec = fit_spec(p, "forecast", ["y"], ["past", "cal"], ["cal"], np.array([8]), season=1)
+    assert spec.past == ["past"] and spec.known == ["cal"] and spec.n_out == 2
+    x = forecast_arrays(p, spec)[0]["x"]  # change, [level], past at t, cal at t + 1
+    past = (df["past"] - spec.mean["past"]) / spec.sd["past"]
+    cal = (df["cal"] - spec.mean["cal"]) / spec.sd["cal"]
+    np.testing.assert_allclose(x[:9, -2], past[:9])
+    np.testing.assert_allclose(x[:9, -1], cal[1:10])

@@ -131,13 +131,13 @@ def verdict(
         return "no validation data to compare with the baselines"
     parts = [f"model MASE {model['mase']:.3f} RMSE {model['rmse']:.4g}"]
     parts += [f"{_NAMES[n]} MASE {b['mase']:.3f} RMSE {b['rmse']:.4g}" for n, b in base.items()]
-    what = f"{horizon}-step horizon" if kind == "horizon" else kind.replace("_", "-")
-    line = f"{target} ({what}, validation): " + " | ".join(parts)
+    what = f"{horizon}-step horizon" if kind == "horizon" else "one step ahead"
+    line = f"validation ({target}, {what}): " + " | ".join(parts)
     lost = [n for n, b in base.items() if b["mase"] < model["mase"]]
     if lost:
         worst = min(lost, key=lambda n: base[n]["mase"])
         line += (
             f"\nWARNING: the model loses to {' and '.join(n.replace('_', ' ') for n in lost)} "
-            f"({kind.replace('_', '-')}, {target}); try {_TRY[worst]}."
+            f"({target}, {what}); try {_TRY[worst]}."
         )
     return line

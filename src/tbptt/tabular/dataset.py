@@ -7,11 +7,16 @@ Defaults (each only where the option is not given):
   label that is text or a few integers; ``regress`` for another per-sequence number;
 - season: the strongest period that :func:`tbptt.diagnostics.suggest.suggest` (ACF-confirmed
   periodogram peaks) finds in the longest sequence's changes, else 1;
-- k1 = k2: two seasons, between 16 and 64 steps (forecast); the longest sequence up to 64
-  (classify, regress: the backward window then covers whole short sequences);
-- batch: a quarter of the ids, at least 4 (all when fewer), at most 32; hidden 32 (64 past 20,000 steps); Adam lr 5e-3;
-- budget: 40 epochs, between 400 and 2,000 updates; validation 25 times; patience 8 evaluations
-  (the best checkpoint by validation is what predict uses);
+- k1 = k2: two seasons, between 16 and 64 steps (forecast); per-step regression: the longest
+  sequence up to 64. One target per sequence (classify): k1 = the longest sequence and k2 = twice
+  that (up to 1,024 and 2,048), so the last step's loss reaches back over the whole sequence
+  wherever it starts in its packed row;
+- batch: a quarter of the ids, at least 4 (all when fewer), at most 32; hidden 32 (64 past
+  20,000 steps); Adam lr 5e-3 (forecast), 2e-3 (classify, regress: fewer, noisier
+  targets);
+- budget: 40 epochs, between 400 and 2,000 updates, and at most 2 minutes of training; validation 25 times; patience 8 evaluations
+  (12 for classify / regress, whose few validation sequences are noisy); the best checkpoint by
+  validation is what predict uses;
 - horizon: two seasons, at most 48 (12 without a season).
 """
 
@@ -164,12 +169,21 @@ def data_defaults(cfg: Any) -> Any:
     season = cfg.season
     if task == "forecast" and season is None:
         season = detect_season(p, ds.targets[0])
-    k1 = _or(cfg.k1, int(np.clip(2 * season, 16, 64)) if task == "forecast" else min(64, longest))
+    k2_default = None
+    if task == "forecast":
+        k1_default = int(np.clip(2 * season, 16, 64))
+    elif ds.per_sequence:  # the loss sits at each sequence's last step: backpropagate through
+        k1_default = min(longest, 1024)  # the whole sequence (k2 - k1 >= its length)
+        k2_default = k1_default + min(longest, 1024)
+    else:
+        k1_default = min(64, longest)
+    k1 = _or(cfg.k1, k1_default)
     batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
+        budget["minutes"] = 2.0  # a cap for long files and busy machines (the first one stops)
     updates = budget.get("updates", _or(cfg.updates, 1000))
     horizon = None
     if task == "forecast":
@@ -181,10 +195,10 @@ def data_defaults(cfg: Any) -> Any:
         horizon=horizon if task == "forecast" else cfg.horizon,
         hidden=_or(cfg.hidden, 32 if steps < 20_000 else 64),
         k1=k1,
-        k2=_or(cfg.k2, k1),
+        k2=_or(cfg.k2, k2_default if cfg.k1 is None and k2_default else k1),
         batch_size=batch,
-        lr=_or(cfg.lr, 5e-3),
+        lr=_or(cfg.lr, 5e-3 if task == "forecast" else 2e-3),
         eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
-        patience=_or(cfg.patience, 8),
+        patience=_or(cfg.patience, 8 if task == "forecast" else 12),
         **budget,
     )
