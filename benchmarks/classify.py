@@ -127,10 +127,15 @@ def run_tbptt(name: str, seed: int) -> dict[str, Any]:
     return {**scores(yte, yhat), "seconds": seconds}
 
 
-def cached(name: str, method: str, seed: int, refresh: bool) -> dict[str, Any]:
+def cached(
+    name: str, method: str, seed: int, refresh: bool, cached_only: bool = False
+) -> dict[str, Any]:
+    """One method's scores on one set, from the cache or computed now."""
     path = CACHE / name / f"{method}-s{seed}.json"
     if path.exists() and not refresh:
         return json.loads(path.read_text())
+    if cached_only:
+        raise FileNotFoundError(f"{path} (--cached-only)")
     result = run_dtw(name) if method == "dtw" else run_tbptt(name, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated seeds for tbptt")
     p.add_argument("--refresh", default="", help="methods to rerun instead of reading the cache")
     p.add_argument("--out", help="also write the table to this Markdown file")
+    p.add_argument("--cached-only", action="store_true", help="tabulate the cache, run nothing")
     args = p.parse_args(argv)
     refresh = set(args.refresh.split(",")) - {""}
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             rows[name][method] = []
             for seed in seeds if method == "tbptt" else [0]:
                 try:
-                    r = cached(name, method, seed, method in refresh)
+                    r = cached(name, method, seed, method in refresh, args.cached_only)
                 except Exception as e:  # reported, the other sets still run
                     print(f"{name} {method} seed {seed}: FAILED {type(e).__name__}: {e}")
                     continue
