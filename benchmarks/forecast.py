@@ -109,6 +109,9 @@ def report(table: dict[str, dict[str, list[dict[str, float]]]], methods: list[st
            else math.nan for m in methods]  # fmt: skip
     lines.append("| **geometric mean** | " + " | ".join(f"**{v:.3f}**" for v in geo) + " |")
     lines += ["", *goals(table, names, dict(zip(methods, means)), dict(zip(methods, geo)))]
+    seeds = [f"{m}: " + ", ".join(f"{n} {len(table[n].get(m, []))}" for n in names)
+             for m in methods if m == "tbptt" or PEERS[m][1]]  # fmt: skip
+    lines += ["", "Seeds run per dataset (the cells average them): " + "; ".join(seeds) + "."]
     lines += ["", "### Training time, seconds (mean over seeds)", ""]
     lines += ["| dataset | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for n in names:
