@@ -1,4 +1,5 @@
-"""Regenerate the pictures of docs/guide.md: python docs/make_diagnostics_images.py (a few minutes)."""
+"""Regenerate the pictures of docs/guide.md: python docs/make_diagnostics_images.py [PART...]
+with PART among explain, suggest, bias, sweep (default all; sweep takes the longest)."""
 
 from __future__ import annotations
 
@@ -22,14 +23,30 @@ from tbptt.models import CharRNN
 IMG = Path(__file__).parent / "img"
 
 
-def main() -> None:
+def main(parts: list[str]) -> None:
     torch.set_num_threads(1)
     IMG.mkdir(exist_ok=True)
+    if "explain" in parts:
+        explain_images()
+    if "suggest" in parts:
+        suggest_images()
+    if "bias" in parts:
+        bias_images()
+    if "sweep" in parts:
+        sweep_images()
+
+
+def explain_images() -> None:
     for k1, k2 in [(2, 4), (4, 2), (4, 4)]:
         explain(k1, k2, 12).plot(IMG / f"explain_{k1}_{k2}.png")
+
+
+def suggest_images() -> None:
     suggest(load_series("sunspots")).plot(IMG / "suggest_sunspots.png", title="monthly sunspots")
     suggest(load_series("taylor")).plot(IMG / "suggest_taylor.png", title="half-hourly demand")
 
+
+def bias_images() -> None:
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "diagnostics"))
     from _diag_models import Balancing, half_squared
 
@@ -68,6 +85,8 @@ def main() -> None:
     print(r.summary())
     r.plot(IMG / "bias_char_lstm.png")
 
+
+def sweep_images() -> None:
     result = sweep(
         trainer_objective(updates=150, hidden=64, batch_size=16),
         k1s=[8, 32],
@@ -79,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or ["explain", "suggest", "bias", "sweep"])

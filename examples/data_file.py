@@ -2,7 +2,9 @@
 forecaster, its verdict against the baselines, predictions and a Python handle out.
 
 Run: python examples/data_file.py [FOLDER] [updates]
-(writes FOLDER/my.csv and the run FOLDER/runs/stores; default FOLDER: a temporary folder)
+(writes FOLDER/my.csv and the run FOLDER/runs/stores; default FOLDER: a temporary folder), or
+python examples/data_file.py --csv my.csv  to write only the CSV (then: tbptt train --data my.csv
+--target y --id store --time date).
 """
 
 import sys
@@ -52,6 +54,8 @@ def main(folder: str | None = None, updates: int | None = None) -> tbptt.api.Loa
 
 
 if __name__ == "__main__":
-    main(
-        sys.argv[1] if len(sys.argv) > 1 else None, int(sys.argv[2]) if len(sys.argv) > 2 else None
-    )
+    if sys.argv[1:2] == ["--csv"]:
+        print(make_csv(Path(sys.argv[2] if len(sys.argv) > 2 else "my.csv")))
+    else:
+        argv = sys.argv[1:]
+        main(argv[0] if argv else None, int(argv[1]) if len(argv) > 1 else None)

@@ -1,4 +1,4 @@
-"""A brute-force TBPTT(k1, k2) reference, written from DESIGN.md §2 and independent of the engine.
+"""A brute-force TBPTT(k1, k2) reference, written from docs/semantics.md §2 and independent of the engine.
 
 For each update it re-runs the stream one step at a time from its start: forward only up to
 the cut, then with the graph, injecting exactly the losses the definition names.

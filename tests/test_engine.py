@@ -1,4 +1,4 @@
-"""The engine's equalities (DESIGN.md §2), training with a real optimizer, and its errors."""
+"""The engine's equalities (docs/semantics.md §2-§4), training with a real optimizer, and its errors."""
 
 from __future__ import annotations
 
@@ -488,6 +488,7 @@ def test_stats_say_how_runs_were_split():
         "runs": 4,
         "split_by": {},
         "compiled": None,
+        "online": None,
     }
     reset = torch.zeros(2, 12, dtype=torch.bool)
     reset[0, 4] = reset[1, 4] = reset[1, 7] = True  # two steps inside chunks; step 4 in both rows

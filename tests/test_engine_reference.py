@@ -1,4 +1,4 @@
-"""Every update's gradient equals the brute-force reference of DESIGN.md §2 (float64)."""
+"""Every update's gradient equals the brute-force reference of docs/semantics.md §2 (float64)."""
 
 from __future__ import annotations
 

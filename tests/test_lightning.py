@@ -12,6 +12,7 @@ import inspect
 import textwrap
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -176,3 +177,109 @@ def test_lightning_trainer_matches_tbptt_train_trainer():
     model = make_model()
     trainer().fit(model, DataLoader(ChunkDataset(batcher()), batch_size=None))
     assert record.losses == pytest.approx(model.seen, abs=1e-6)
+
+
+# -- whole sequences from a plain DataLoader: short last batch, Lightning 1.x semantics ----------
+class Recorder(L.pytorch.loggers.Logger):
+    """An in-memory logger: every (step, metrics) Lightning or the module sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[tuple[int, dict]] = []
+
+    @property
+    def name(self) -> str:
+        return "recorder"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.rows.append((step, dict(metrics)))
+
+
+class SeqGRU(TBPTTModule):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(TBPTT(4), **kwargs)
+        self.gru = nn.GRU(2, 5, batch_first=True)
+        self.head = nn.Linear(5, 1)
+        self.seen: list[float] = []
+
+    def forward(self, x, state):  # x (B, T, 2) -> (B, T, 1)
+        y, state = self.gru(x, state)
+        return self.head(y), state
+
+    def loss(self, y, targets):
+        return tbptt.losses.mse(y, targets)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_tbptt_update(self, update):
+        super().on_tbptt_update(update)
+        self.seen.append(update.loss.item())
+
+
+def sequences() -> torch.utils.data.TensorDataset:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 10, 2, generator=g)  # 7 sequences of 10 steps: batches of 3, 3, 1
+    return torch.utils.data.TensorDataset(x, x[..., :1].cumsum(1) / 3)  # (7, 10, 1)
+
+
+def sequence_loop(stream_per_batch: bool) -> list[float]:
+    """The reference: the plain engine over the same batches, streams ended by hand."""
+    torch.manual_seed(0)
+    model = SeqGRU()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    engine, losses = Engine(model, model.loss, TBPTT(4)), []
+
+    def run(updates):
+        for update in updates:  # step inside the loop: the next update uses the new weights
+            opt.step()
+            losses.append(update.loss.item())
+
+    for x, y in DataLoader(sequences(), batch_size=3, drop_last=False):
+        if engine.batch_size not in (None, x.shape[0]):
+            run(engine.flush())
+        run(engine.feed(x, y))
+        if stream_per_batch:
+            run(engine.flush())
+    run(engine.flush())
+    return losses
+
+
+@pytest.mark.parametrize("stream_per_batch", [False, True])
+def test_a_short_last_batch_starts_a_new_stream(stream_per_batch):
+    want = sequence_loop(stream_per_batch)
+    # 3 + 3 rows continue one stream (5 chunks of 4 over 20 steps); the 1-row batch starts a new
+    # one. Per batch (Lightning 1.x): 3 updates of 4, 4, 2 steps per batch.
+    assert len(want) == (9 if stream_per_batch else 8)
+    torch.manual_seed(0)
+    model = SeqGRU(stream_per_batch=stream_per_batch)
+    recorder = Recorder()
+    loader = DataLoader(sequences(), batch_size=3, drop_last=False)
+    trainer(max_steps=-1, max_epochs=1, logger=recorder).fit(model, loader)
+    assert model.seen == pytest.approx(want, abs=1e-6)
+    logged = [(step, m["train_loss"]) for step, m in recorder.rows if "train_loss" in m]
+    assert [v for _, v in logged] == pytest.approx(want, abs=1e-6)  # every update, not 1 a batch
+    assert [step for step, _ in logged] == list(range(1, len(want) + 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        (dict(stream_per_batch="yes"), TypeError, "stream_per_batch must be True or False"),
+        (dict(gradient_clip_val=-1.0), ValueError, "gradient_clip_val must be None or a positive"),
+        (dict(gradient_clip_val="1"), ValueError, "gradient_clip_val must be None or a positive"),
+        (dict(gradient_clip_val=float("nan")), ValueError, "gradient_clip_val must be None"),
+        (dict(log_name=""), TypeError, "log_name must be a non-empty string or None"),
+    ],
+)
+def test_module_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TBPTTModule(TBPTT(5), **kwargs)
+    assert TBPTTModule(TBPTT(5), gradient_clip_val=np.float32(0.5)).gradient_clip_val == 0.5

@@ -4,13 +4,15 @@ The public surface: :class:`Engine` (the core), the truncation rules :class:`TBP
 :class:`BPTT`, :class:`Chunk` (the data unit), :mod:`tbptt.data` (splitting and stream batching),
 :mod:`tbptt.state` and :mod:`tbptt.losses`. Estimators: :class:`ARTBP` (unbiased) and
 :class:`VariableLength` (AWD-LSTM) with :func:`scaled_lr`; synthetic long-dependency tasks in
-:mod:`tbptt.tasks`.
+:mod:`tbptt.tasks`. Exact online gradients for minGRU/LRU layers: :class:`Online`
+(:mod:`tbptt.online`).
 """
 
 from tbptt import data, losses, state, tasks
 from tbptt.api import load
 from tbptt.chunk import Chunk
 from tbptt.engine import Engine, Update
+from tbptt.online import Online
 from tbptt.optim import scaled_lr
 from tbptt.truncation import ARTBP, BPTT, TBPTT, TruncationRule, VariableLength
 
@@ -20,6 +22,7 @@ __all__ = [
     "TBPTT",
     "Chunk",
     "Engine",
+    "Online",
     "TruncationRule",
     "Update",
     "VariableLength",

@@ -40,11 +40,14 @@ class Loaded:
         return Predictor(self.model, self.config, self.extra)
 
     def predict(
-        self, data: str | Path | pd.DataFrame | None = None, horizon: int = 0
+        self, data: str | Path | pd.DataFrame | None = None, horizon: int | None = None
     ) -> pd.DataFrame:
         """The predictions table for ``data`` (a file or DataFrame; default: the run's file),
-        with ``horizon`` forecast rows per sequence (forecast runs)."""
+        with ``horizon`` forecast rows per sequence (forecast runs; default: the run's horizon,
+        as ``tbptt predict``)."""
         p = self._predictor()
+        if horizon is None:
+            horizon = int(self.config.horizon or 0) if p.spec.task == "forecast" else 0
         return p.predict_frame(p.panel(self.config.data if data is None else data), horizon)
 
     def forecast(self, h: int, data: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:

@@ -35,6 +35,7 @@ __all__ = [
     "default_corpus",
     "load_series",
     "load_text",
+    "read_utf8",
     "unigram_entropy_bits",
 ]
 
@@ -150,30 +151,40 @@ def load_text(corpus: str) -> Text:
             f"corpus={corpus!r} is neither 'auto', 'shakespeare', 'stdlib' nor an existing "
             "file. Pass one of those names or the path of a UTF-8 text file."
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        binary = b"\0" in path.read_bytes()[:4096]
-        what = "a binary file" if binary else "not UTF-8 text"
-        fix = (
-            "Pass a text file."
-            if binary
-            else f"Convert it first, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8.txt`."
-        )
-        raise ValueError(
-            f"corpus={corpus!r} is {what} (byte 0x{e.object[e.start]:02x} at position {e.start} "
-            f"is not UTF-8). {fix}"
-        ) from None
-    if "\0" in text:
-        raise ValueError(
-            f"corpus={corpus!r} is a binary file (it holds NUL bytes). Pass a text file."
-        )
+    text = read_utf8(path, f"corpus={corpus!r}")
     if len(text) < 100:
         raise ValueError(
             f"corpus={corpus!r} has only {len(text)} characters; a language model needs at "
             "least a few thousand. Use a longer file."
         )
     return Text(path.stem, [text], str(path))
+
+
+def read_utf8(path: Path, what: str) -> str:
+    """The text of ``path``, or a one-line ``ValueError`` starting with ``what`` (how the
+    caller names the file, e.g. ``"corpus='x.txt'"`` or ``"DATA 'x.csv'"``) when the file is
+    binary or not UTF-8, or ``FileNotFoundError``/``IsADirectoryError`` naming it likewise."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} is not a file. Give the path of an existing file.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        binary = b"\0" in path.read_bytes()[:4096]
+        kind = "a binary file" if binary else "not UTF-8 text"
+        fix = (
+            "Pass a text file."
+            if binary
+            else f"Convert it first, e.g. `iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8.txt`."
+        )
+        raise ValueError(
+            f"{what} is {kind} (byte 0x{e.object[e.start]:02x} at position {e.start} "
+            f"is not UTF-8). {fix}"
+        ) from None
+    except OSError as e:
+        raise ValueError(f"{what} cannot be read ({e.strerror}). Check its permissions.") from None
+    if "\0" in text:
+        raise ValueError(f"{what} is a binary file (it holds NUL bytes). Pass a text file.")
+    return text
 
 
 def unigram_entropy_bits(text: str) -> float:

@@ -1,7 +1,8 @@
 """The engine: run a recurrent model over a stream chunk by chunk following a truncation rule.
 
 It owns the carried state, the graph cuts and the backward window; the user owns the loop and
-the optimizer (like accelerate). Semantics: DESIGN.md §2.
+the optimizer (like accelerate). Semantics: docs/semantics.md
+(§2 chunks and the cut, §3 stored and recompute).
 
 >>> import torch
 >>> from torch import nn
@@ -35,11 +36,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from tbptt import online
 from tbptt import state as st
 from tbptt.chunk import Chunk
 from tbptt.compiled import Compile
 from tbptt.state import State
-from tbptt.truncation import TruncationRule
+from tbptt.truncation import TruncationRule, is_int
 from tbptt.unroll import Break, Path, RunResult, Unroller
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -82,7 +84,10 @@ class Engine:
             k2 steps (cost F(k1) + B(k2) per update); ``"recompute"`` re-runs the window from the
             saved state with the current parameters (F(k2) + B(k2), less memory).
         path: ``"chunk"``, ``"step"``, or ``"auto"`` (step for cells, chunk otherwise).
-        init_state: initial state (see :class:`tbptt.unroll.Unroller`); ``None`` = zeros.
+        init_state: initial state (see :class:`tbptt.unroll.Unroller`); ``None`` = zeros. It
+            must have the structure of the state the model returns (checked once, at the first
+            update); nn.LSTM/GRU/RNN states are ``(num_layers, B or 1, H)`` even with
+            batch_first=True, ``(h, c)`` for nn.LSTM.
         state_batch_dim: the batch dim of the state's leaves, if not the default (1 for the
             3-D leaves of models containing nn.LSTM/GRU/RNN, else 0).
         checkpoint: activation checkpointing for long windows (Gruslys et al. 2016): keep only
@@ -140,14 +145,18 @@ class Engine:
                 f"reduction={reduction!r}. Pass Engine(..., reduction='sum') and set the learning "
                 "rate for a sum of losses."
             )
-        if (
-            checkpoint is not None
-            and checkpoint != "sqrt"
-            and (isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1)
+        if checkpoint is not None and not (
+            (isinstance(checkpoint, str) and checkpoint == "sqrt")
+            or (is_int(checkpoint) and checkpoint >= 1)
         ):
             raise ValueError(
                 f"checkpoint must be None, 'sqrt' or a positive number of steps, got {checkpoint!r}."
             )
+        if is_int(checkpoint):
+            checkpoint = int(checkpoint)  # type: ignore[arg-type]
+        for flag, value in (("zero_grad", zero_grad), ("check_inputs", check_inputs)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, got {value!r}.")
         if mode == "stored" and rule.lookback and checkpoint is not None:
             raise ValueError(
                 f"checkpoint={checkpoint!r} cannot be combined with mode='stored' and k2 > k1: the "
@@ -161,6 +170,7 @@ class Engine:
                 "nn.Module or use mode='recompute'."
             )
         self.unroller = Unroller(model, path, init_state, state_batch_dim, compile)
+        self._online = _online_layers(model, rule, self.unroller.path)
         self.model = model
         self.loss_fn = loss_fn
         self.rule = rule
@@ -203,7 +213,8 @@ class Engine:
         k2 > k1; ``ARTBP factor``, on the chunk path; ``checkpoint segment``; ``saved state``,
         recompute mode; ``replayed state``, after loading a checkpoint); ``compiled``: the step
         path's :attr:`tbptt.compiled.CompiledSteps.stats` (None on the chunk path, which is one
-        fused call per run already).
+        fused call per run already); ``online``: under an online rule (:class:`tbptt.online.Online`)
+        the number of online layers and what is exact (None otherwise).
 
         >>> from torch import nn
         >>> from tbptt import TBPTT, losses
@@ -222,7 +233,15 @@ class Engine:
             "runs": unroller.runs,
             "split_by": dict(unroller.split_by),
             "compiled": None if unroller.steps is None else unroller.steps.stats,
+            "online": {"layers": len(self._online), "exact": online.EXACT}
+            if self._online
+            else None,
         }
+
+    @property
+    def batch_size(self) -> int | None:
+        """Rows of the current stream (None until its first non-empty piece is fed)."""
+        return self._batch_size
 
     @property
     def pending_steps(self) -> int:
@@ -238,7 +257,8 @@ class Engine:
     ) -> Iterator[Update]:
         """Append steps to the stream; iterate the result to run every completed chunk.
 
-        inputs: (B, T, ...); targets: (B, T, ...); reset, mask: (B, T) bool.
+        inputs: (B, T, ...); targets: (B, T, ...); reset, mask: (B, T) bool (or integers 0/1).
+        An empty piece (B, 0) is legal and changes nothing (docs/semantics.md §1).
         """
         chunk = self._validate(Chunk(inputs, targets, reset, mask))
         if self._chunk_ready():
@@ -246,7 +266,8 @@ class Engine:
                 "The iterator returned by a previous feed() was not run to its end, so its chunks "
                 "were never trained. Loop over it: `for update in engine.feed(...): opt.step()`."
             )
-        self._pending.append(chunk)
+        if chunk.length:  # an empty (B, 0) piece is legal and changes nothing
+            self._pending.append(chunk)
         return self._run_pending(final=False)
 
     def flush(self) -> Iterator[Update]:
@@ -298,6 +319,12 @@ class Engine:
             if m is not None and (not isinstance(m, Tensor) or tuple(m.shape) != bt):
                 got = tuple(m.shape) if isinstance(m, Tensor) else type(m).__name__
                 raise ValueError(f"{name} must be a (B, T) = {bt} bool tensor, got {got}.")
+            if m is not None and not _is_flags(m):
+                raise TypeError(
+                    f"{name} must be a bool tensor (or integers 0/1), got dtype {m.dtype}"
+                    f"{'' if m.dtype.is_floating_point else ' with other values'}. Convert it: "
+                    f"{name} > 0.5 for a float {name}, {name} != 0 for counts."
+                )
         if self._batch_size is not None and bt[0] != self._batch_size:
             raise ValueError(
                 f"inputs has {bt[0]} rows but this stream has {self._batch_size}: row b of each "
@@ -308,7 +335,8 @@ class Engine:
             raise ValueError(
                 "inputs contains NaN or inf; clean the data (e.g. torch.nan_to_num) before feeding."
             )
-        self._batch_size = bt[0]
+        if bt[1]:  # an empty piece does not fix the stream's batch size
+            self._batch_size = bt[0]
         # None stands for "no resets" / "every step counts": the update then skips the masking
         # arithmetic and the unroller skips looking for resets (one check per feed, not per run)
         reset = None if reset is None or not bool(reset.any()) else reset.to(torch.bool)
@@ -409,8 +437,11 @@ class Engine:
         a, b = self.position, self.position + chunk.length
         cut = self.rule.cut(a, b)
         self._scales = self.rule.grad_scales(a, b)
+        for layer in online.online_layers(self.model):  # another engine may share the model
+            layer.online = bool(self._online)
         if a == 0:
             self.state = self._start_state(chunk.batch_size)
+            self.unroller.check_init(chunk.inputs)  # after the online switch: the same state
         if self.zero_grad:
             for p in self._params:
                 p.grad = None
@@ -490,13 +521,13 @@ class Engine:
     def _run_window(self, chunk: Chunk, a: int, b: int, cut: int) -> tuple[Tensor, Tensor, int]:
         """k2 <= k1 and BPTT: [a, cut) forward only, then [cut, b) with the graph."""
         k = cut - a
-        state = st.detach(self.state)
+        state = self.state if a == 0 else st.detach(self.state)  # a learned init_state trains
         runs = []
         if k > 0:
             with torch.no_grad():
-                runs.append(self._run(_slice(chunk, 0, k), a, state))
+                runs.append(self._run(_slice(chunk, 0, k), a, state, cut=True))
             state = runs[0].state
-        runs.append(self._run(_slice(chunk, k, chunk.length) if k else chunk, cut, state))
+        runs.append(self._run(_slice(chunk, k, chunk.length) if k else chunk, cut, state, cut=True))
         self.state = st.detach(runs[-1].state)
         if len(runs) == 1:
             return runs[0].outputs, runs[0].losses, k
@@ -508,7 +539,7 @@ class Engine:
         assert self._window_start == cut, (self._window_start, cut)
         state = self._start_state(chunk.batch_size) if cut == 0 else self._window_state
         next_cut = self.rule.cut(b, b + (self.rule.next_length(b) or 1))
-        run = self._run(window, cut, state, saves=[next_cut])
+        run = self._run(window, cut, state, saves=[next_cut], cut=True)
         self.state = st.detach(run.state)
         self._window_state = run.saved[next_cut]
         self._window, self._window_start = _slice(window, next_cut - cut, window.length), next_cut
@@ -593,6 +624,30 @@ class _Rebind(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         return grad, None
+
+
+def _is_flags(m: Tensor) -> bool:
+    """A reset/mask tensor: bool, or integers that are all 0 or 1."""
+    if m.dtype == torch.bool:
+        return True
+    if m.is_floating_point() or m.is_complex():
+        return False
+    return bool(((m == 0) | (m == 1)).all())
+
+
+def _online_layers(model: Any, rule: TruncationRule, path: str) -> list[online.OnlineLayer]:
+    """The model's online layers when ``rule`` asks for online gradients (else none)."""
+    if not getattr(rule, "online", False):
+        return []
+    layers = online.online_layers(model)
+    if not layers or path != "chunk":
+        raise ValueError(
+            f"rule={rule!r} trains with exact online gradients, which need a model with minGRU or "
+            f"LRU layers (tbptt.models.MinGRU / LRU) run on the chunk path; got "
+            f"{type(model).__name__} with {len(layers)} such layers on the {path} path. Use "
+            "TBPTT(k1) for other models."
+        )
+    return layers
 
 
 def _masked_sum(losses: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:

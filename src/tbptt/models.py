@@ -18,14 +18,23 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-Cell = Literal["lstm", "gru", "rnn"]
-CELLS: dict[str, Any] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+from tbptt.elementwise import LRU, ElementwiseStack, MinGRU
 
-__all__ = ["CELLS", "CharRNN", "SeriesRNN", "make_rnn"]
+Cell = Literal["lstm", "gru", "rnn", "mingru", "lru"]
+CELLS: dict[str, Any] = {
+    "lstm": nn.LSTM,
+    "gru": nn.GRU,
+    "rnn": nn.RNN,
+    "mingru": MinGRU,
+    "lru": LRU,
+}
+
+__all__ = ["CELLS", "LRU", "CharRNN", "ElementwiseStack", "MinGRU", "SeriesRNN", "make_rnn"]
 
 
-def make_rnn(cell: str, input_size: int, hidden: int, layers: int, dropout: float) -> nn.RNNBase:
-    """``nn.LSTM``/``nn.GRU``/``nn.RNN`` (tanh) with ``batch_first=True``."""
+def make_rnn(cell: str, input_size: int, hidden: int, layers: int, dropout: float) -> nn.Module:
+    """``nn.LSTM``/``nn.GRU``/``nn.RNN`` (tanh) with ``batch_first=True``, or a stack of minGRU
+    or LRU layers (:class:`ElementwiseStack`, which can train with exact online gradients)."""
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {sorted(CELLS)}, got {cell!r}.")
     for name, value in (("hidden", hidden), ("layers", layers)):
@@ -33,6 +42,8 @@ def make_rnn(cell: str, input_size: int, hidden: int, layers: int, dropout: floa
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    if cell in ("mingru", "lru"):
+        return ElementwiseStack(input_size, hidden, layers, cell=cell, dropout=dropout)
     return CELLS[cell](
         input_size, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0
     )

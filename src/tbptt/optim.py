@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from tbptt.truncation import is_real
+
 
 @contextmanager
 def scaled_lr(optimizer: torch.optim.Optimizer, factor: float) -> Iterator[torch.optim.Optimizer]:
@@ -35,11 +37,7 @@ def scaled_lr(optimizer: torch.optim.Optimizer, factor: float) -> Iterator[torch
         optimizer: any ``torch.optim.Optimizer`` whose param groups have an ``lr``.
         factor: a finite number ``>= 0`` (``Update.lr_scale``).
     """
-    if (
-        isinstance(factor, bool)
-        or not isinstance(factor, (int, float))
-        or not (math.isfinite(factor) and factor >= 0)
-    ):
+    if not is_real(factor) or not (math.isfinite(factor) and factor >= 0):  # numpy too
         raise ValueError(
             f"factor must be a finite number >= 0, got {factor!r}. Pass update.lr_scale."
         )

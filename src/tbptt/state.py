@@ -90,9 +90,21 @@ def reset_rows(state: State, rows: Tensor, initial: State, batch_dim: int | Stat
     ``initial`` may have batch size 1 (a learned initial state), broadcast to every row.
     ``batch_dim`` is one int for every leaf, or a pytree of ints shaped like ``state``.
     """
+    if not isinstance(rows, Tensor) or rows.dtype != torch.bool or rows.dim() != 1:
+        got = f"{rows.dtype} {tuple(rows.shape)}" if isinstance(rows, Tensor) else repr(rows)
+        raise TypeError(f"rows must be a (B,) bool tensor (True: reset that row), got {got}.")
     if initial is None:
         initial = zeros_like(state)
     dims = batch_dim if not isinstance(batch_dim, int) else tree_map(lambda _: batch_dim, state)
+
+    def check(leaf: Tensor, d: int) -> None:
+        if not 0 <= d < leaf.dim() or leaf.shape[d] != rows.shape[0]:
+            raise ValueError(
+                f"rows has {rows.shape[0]} entries but a state leaf of shape {tuple(leaf.shape)} "
+                f"has batch dim {d}. Pass batch_dim= the dim that holds the {rows.shape[0]} rows."
+            )
+
+    tree_map(check, state, dims)
     return tree_map(
         lambda s, i, d: torch.where(_row_view(rows, s, d), i.to(s.dtype), s), state, initial, dims
     )

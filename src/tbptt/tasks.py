@@ -5,6 +5,8 @@
   Schmidhuber 1997. Each returns a :class:`Task`: one independent sequence per row, ``reset``
   True at step 0 (so tasks can be fed one after another into one stream), and the loss of the
   best memoryless predictor (a model that beats it has learned the long dependency).
+- :func:`long_delay`: recall one sign seen ``delay`` steps earlier through distractor noise, a
+  dependency that truncation cannot see when ``delay`` exceeds the truncation length.
 - :class:`InfluenceBalancing`: the linear system of Tallec & Ollivier's UORO paper ("Unbiased
   Online Recurrent Optimization", 2017), as set up in google-research's persistent_es
   ``influence_balancing``: the parameter's short-term effect on the loss has the opposite sign
@@ -14,6 +16,9 @@
 >>> task = adding_problem(4, 50, generator=torch.Generator().manual_seed(0))
 >>> tuple(task.inputs.shape), tuple(task.targets.shape), int(task.mask.sum()), task.baseline
 ((4, 50, 2), (4, 50, 1), 4, 0.16666666666666666)
+>>> task = long_delay(4, delay=1000)
+>>> tuple(task.inputs.shape), int(task.mask.sum()), task.baseline
+((4, 1001, 2), 4, 1.0)
 >>> task = copy_memory(4, delay=30)
 >>> tuple(task.inputs.shape), tuple(task.targets.shape), round(task.baseline, 4)
 ((4, 50, 10), (4, 50), 0.4159)
@@ -36,6 +41,7 @@ __all__ = [
     "adding_problem",
     "copy_memory",
     "half_squared_error",
+    "long_delay",
 ]
 
 
@@ -136,6 +142,43 @@ def copy_memory(
     mask = torch.ones(b, t, dtype=torch.bool)
     baseline = COPY_LENGTH * math.log(COPY_SYMBOLS) / t
     return Task(inputs, targets, _first_step(b, t), mask, baseline)
+
+
+def long_delay(
+    batch_size: int,
+    delay: int,
+    *,
+    noise: float = 1.0,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+) -> Task:
+    """Recall, after ``delay`` steps, the sign shown at step 0 (sequences of ``delay + 1`` steps).
+
+    Input step t is ``(s * [t = 0], n_t)``: the sign ``s = +-1`` on channel 0 at step 0 only,
+    and distractor noise ``n_t ~ N(0, noise^2)`` on channel 1 at every step. The target, at the
+    last step only (the mask), is ``s``. The memoryless baseline predicts 0: mean squared error
+    1 (use ``tbptt.losses.mse``). An update every k1 < ``delay`` steps with a gradient reaching
+    k2 < ``delay`` steps back never sees step 0 from the loss, so it cannot learn to store ``s``
+    (it can only learn to read out what the untrained state happens to keep); exact online
+    gradients (:class:`tbptt.online.Online`) can.
+
+    Returns a :class:`Task` with inputs ``(B, delay + 1, 2)``, targets ``(B, delay + 1, 1)``.
+    """
+    b = _check_positive("batch_size", batch_size)
+    d = _check_positive("delay", delay)
+    if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}.")
+    dtype = dtype or torch.get_default_dtype()
+    t = d + 1
+    sign = torch.randint(0, 2, (b,), generator=generator).to(dtype) * 2 - 1  # (B,)
+    inputs = torch.zeros(b, t, 2, dtype=dtype)
+    inputs[:, 0, 0] = sign
+    inputs[:, :, 1] = noise * torch.randn(b, t, generator=generator, dtype=dtype)
+    targets = torch.zeros(b, t, 1, dtype=dtype)
+    targets[:, -1, 0] = sign
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    mask[:, -1] = True
+    return Task(inputs, targets, _first_step(b, t), mask, 1.0)
 
 
 def half_squared_error(y: Tensor, targets: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """Truncation rules: where a stream is cut into updates and how far each update looks back.
 
-A rule answers two questions for the engine (semantics in DESIGN.md §2):
+A rule answers two questions for the engine (semantics: docs/semantics.md §2):
 
 - ``next_length(start)``: steps shown on the forward pass before the next update (k1; ``None``
   = until the stream ends);
@@ -17,6 +17,7 @@ The random rules :class:`ARTBP` (unbiased, Tallec & Ollivier 2017) and :class:`V
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,13 +52,23 @@ class TruncationRule:
         return 1.0
 
 
+def is_int(value: object) -> bool:
+    """True for Python and numpy integers (sweeps, configs, pandas), False for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """True for Python and numpy ints and floats, False for bools."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _check_steps(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:  # type: ignore[operator]
         raise ValueError(
             f"{name} must be a positive integer number of steps, got {value!r}. "
             f"Pass e.g. {name}=25; for full backpropagation through time use tbptt.BPTT()."
         )
-    return value
+    return int(value)  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
@@ -78,10 +89,9 @@ class TBPTT(TruncationRule):
     k2: int | None = None
 
     def __post_init__(self) -> None:
-        _check_steps("k1", self.k1)
-        if self.k2 is None:
-            object.__setattr__(self, "k2", self.k1)
-        _check_steps("k2", self.k2)
+        object.__setattr__(self, "k1", _check_steps("k1", self.k1))  # numpy ints become ints
+        k2 = self.k1 if self.k2 is None else self.k2
+        object.__setattr__(self, "k2", _check_steps("k2", k2))
 
     def next_length(self, start: int) -> int:
         return self.k1
@@ -114,7 +124,7 @@ class BPTT(TruncationRule):
 
 
 def _check_probability(name: str, value: object, *, low_open: bool, high_open: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = is_real(value) and math.isfinite(value)  # type: ignore[arg-type]
     if ok:
         v = float(value)  # type: ignore[arg-type]
         ok = (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
@@ -129,10 +139,10 @@ def _seeded_generator(seed: object) -> torch.Generator:
     so that ``torch.manual_seed`` makes the rule reproducible."""
     if seed is None:
         seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise TypeError(f"seed must be an int or None, got {seed!r}. Pass e.g. seed=0.")
     generator = torch.Generator()
-    generator.manual_seed(seed)
+    generator.manual_seed(int(seed))  # type: ignore[call-overload]
     return generator
 
 
@@ -167,7 +177,7 @@ class ARTBP(_RandomRule):
     A dependency spanning d boundaries is thus seen with probability ``prod (1 - c_j)`` and
     weighted by the inverse of that probability, so the expected sum of the updates of a stream
     equals the full-BPTT gradient of its summed loss (parameters held fixed). TBPTT never sees a
-    dependency longer than k2: it is biased (DESIGN.md §2).
+    dependency longer than k2: it is biased (docs/semantics.md §2, §6).
 
     Schedules (``c_j`` as a function of ``j``):
 
@@ -241,16 +251,13 @@ class ARTBP(_RandomRule):
         self._budget: int | None = None  # boundaries with c_j = c after min_len; None: all
         if max_factor is not None:
             factor = 1.0 / (1.0 - self.c)
-            if (
-                isinstance(max_factor, bool)
-                or not isinstance(max_factor, (int, float))
-                or not max_factor >= factor
-            ):
+            if not is_real(max_factor) or not max_factor >= factor:
                 raise ValueError(
                     f"max_factor must be a number >= 1 / (1 - c) = {factor:.6g} (else no "
                     f"truncation could ever happen), got {max_factor!r}. Raise it, or pass "
                     "max_factor=None for unbounded factors."
                 )
+            self.max_factor = max_factor = float(max_factor)
             self._budget = (
                 int(math.log(max_factor) / -math.log1p(-self.c) + 1e-9)
                 if math.isfinite(max_factor)
@@ -314,11 +321,7 @@ class VariableLength(_RandomRule):
     ) -> None:
         self.bptt = _check_steps("bptt", bptt)
         self.p = _check_probability("p", p, low_open=False, high_open=False)
-        if (
-            isinstance(std, bool)
-            or not isinstance(std, (int, float))
-            or not (math.isfinite(std) and std >= 0)
-        ):
+        if not is_real(std) or not (math.isfinite(std) and std >= 0):
             raise ValueError(
                 f"std must be a finite number >= 0 (steps), got {std!r}. AWD-LSTM uses std=5."
             )

@@ -32,6 +32,30 @@ def test_matches_batchify_pairs() -> None:
     assert len(TokenBatcher(tokens, batch_size=4, chunk_len=7, tail="drop")) == 3
 
 
+def _word_language_model_pairs(tokens: torch.Tensor, bsz: int) -> tuple[torch.Tensor, ...]:
+    """PyTorch examples' word_language_model: batchify, then every get_batch of an epoch."""
+    nbatch = tokens.size(0) // bsz
+    data = tokens[: nbatch * bsz].view(bsz, -1).t()  # (nbatch, bsz): the tokens cut first
+    x = torch.cat([data[i : i + 5] for i in range(0, data.size(0) - 1, 5)], 0)
+    y = torch.cat([data[i + 1 : i + 6] for i in range(0, data.size(0) - 1, 5)], 0)
+    return x.t(), y.t()  # (bsz, nbatch - 1)
+
+
+@pytest.mark.parametrize("n", [12, 13, 103])
+def test_differs_from_batchify_as_documented(n: int) -> None:
+    """docs/data.md: pairs are formed before the rows are cut, so rows start at other offsets."""
+    tokens, bsz = torch.arange(n), 2
+    whole = _cat(list(TokenBatcher(tokens, batch_size=bsz, chunk_len=5)))
+    m = (n - 1) // bsz  # pairs per row
+    ours = whole.inputs[:, :m]  # (B, m) the unpadded pairs
+    assert ours[:, 0].tolist() == [r * m for r in range(bsz)]
+    assert whole.targets[0, m - 1] == whole.inputs[1, 0]  # no pair lost between rows
+    ref_x, ref_y = _word_language_model_pairs(tokens, bsz)
+    assert ref_x[:, 0].tolist() == [r * (n // bsz) for r in range(bsz)]
+    assert ref_x.shape[1] == n // bsz - 1 and torch.equal(ref_y, ref_x + 1)
+    assert (ours[1, 0] == ref_x[1, 0]) == ((n - 1) // bsz == n // bsz)
+
+
 def test_document_starts_are_resets() -> None:
     tokens = torch.arange(40)
     b = TokenBatcher(tokens, batch_size=2, chunk_len=5, doc_starts=[0, 6, 25])

@@ -9,6 +9,7 @@ from _diag_models import Balancing, half_squared, trained_char_lstm
 from torch import nn
 
 import tbptt
+from tbptt.cli import main
 from tbptt.diagnostics import gradient_reach, truncation_bias
 
 
@@ -102,3 +103,26 @@ def test_bias_errors():
         truncation_bias(lambda x, s: (x, s), tbptt.losses.mse, x, y, [2])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="full-BPTT gradient on this sample has norm 0"):
         truncation_bias(rnn, tbptt.losses.mse, x, y, [2], mask=torch.zeros(1, 5, dtype=torch.bool))
+
+
+# -- bias: the promise of its help, and a readable reach panel ------------------------------------
+def test_bias_influence_default_length_shows_the_wrong_sign(capsys):
+    """At 64 steps only the last 24 losses see the long-run (negative) influence of theta, so
+    the full gradient is as positive as the truncated ones; from ~100 steps on the long run
+    dominates. The default length (160) must show what the help promises."""
+    pytest.importorskip("tbptt.tasks")
+    assert main(["bias", "--task", "influence", "--k2s", "8,32,64"]) == 0
+    out = capsys.readouterr().out
+    assert "wrong sign (cosine < 0) for k2 in [8, 32]" in out
+
+
+def test_reach_panel_leaves_out_zeros_and_spans_the_values(tmp_path):
+    from tbptt.diagnostics import BiasReport
+
+    reach = np.array([0.0, 1.0, 0.5, 0.25, 1e-310])  # (T,) reach[0] = 0, an underflow at the end
+    report = BiasReport(1, [1, 5], [0.5, 1.0], [0.8, 0.0], 1.0, 0.1, 5, reach=reach)
+    ax = report.plot(tmp_path / "r.png").axes[1]
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [1.0, 0.5, 0.25])
+    low, high = ax.get_ylim()
+    assert low == pytest.approx(0.125) and high == pytest.approx(2.0)
+    assert "2 lag(s) at 0" in ax.get_title()

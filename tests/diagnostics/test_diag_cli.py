@@ -96,8 +96,8 @@ def test_bad_arguments_name_the_value(capsys):
     with pytest.raises(SystemExit):
         run("explain", "--k1", "0")
     assert "expected a positive integer, got '0'" in capsys.readouterr().err
-    with pytest.raises(FileNotFoundError, match="neither a file nor a built-in series"):
-        run("suggest", "no-such-file.csv")
+    assert run("suggest", "no-such-file.csv") == 2
+    assert "tbptt: error: DATA 'no-such-file.csv' is neither a file" in capsys.readouterr().err
 
 
 def test_bias_influence_uses_the_task_module(capsys):

@@ -1,4 +1,4 @@
-"""explain(): the data behind the unrolled picture match DESIGN.md §2, restated here per step."""
+"""explain(): the data behind the unrolled picture match docs/semantics.md §2, restated here per step."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_explain_matches_the_semantics(k1, k2, n):
 
 
 def test_explain_by_hand_for_2_4():
-    """The example of DESIGN.md: losses backpropagated between k2 - k1 + 1 = 3 and k2 = 4 steps."""
+    """The example of docs/guide.md: losses backpropagated between k2 - k1 + 1 = 3 and k2 = 4 steps."""
     e = explain(2, 4, 8)
     assert [(u.start, u.stop, u.cut) for u in e.updates] == [
         (0, 2, 0),

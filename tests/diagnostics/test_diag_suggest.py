@@ -73,5 +73,7 @@ def test_errors(tmp_path):
         load_series("nope.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("1\n2\nx y\n")
-    with pytest.raises(ValueError, match=r"line 3 of .* has no number"):
+    with pytest.raises(
+        ValueError, match=r"line 3 of .*, column -1, holds 'x y', not a finite number"
+    ):
         load_series(bad)

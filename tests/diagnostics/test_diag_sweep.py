@@ -85,8 +85,10 @@ def test_sweep_errors():
         ValueError, match=r"lengths must be a non-empty list of positive integers, got \[0, 4\]"
     ):
         sweep(ok, lengths=[0, 4])
-    with pytest.raises(ValueError, match="Give either lengths"):
+    with pytest.raises(ValueError, match=r"lengths=\[4\] and k1s/k2s both given"):
         sweep(ok, lengths=[4], k2s=[4])
+    with pytest.raises(ValueError, match=r"k1s=\[8\] needs k2s"):
+        sweep(ok, k1s=[8])
     with pytest.raises(ValueError, match=r"Give lengths=\[...\]"):
         sweep(ok)
     with pytest.raises(KeyError, match="without the objective 'val_loss'"):

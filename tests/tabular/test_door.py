@@ -49,7 +49,9 @@ def test_forecast_predict_reproduces_validation_and_load_equals_cli(tmp_path, ca
     )
     printed = capsys.readouterr().out
     # the Trainer's validation RMSE of the best weights == predict's one-step RMSE on the holdout
-    assert summary["model"]["y"]["one_step"]["rmse"] == pytest.approx(val["rmse"], rel=1e-5)
+    assert summary["scores"]["model"]["y"]["one_step"]["rmse"] == pytest.approx(
+        val["rmse"], rel=1e-5
+    )
     assert f"RMSE {val['rmse']:.4g}" in printed
     table = pd.read_csv(out)
     assert list(table.columns) == ["id", "t", "kind", "yhat"]
@@ -140,3 +142,22 @@ def test_bad_input_is_one_line(tmp_path, capsys, content, args, message):
     assert code == 2
     assert message in err and err.startswith("tbptt: error:") and err.count("\n") == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_two_targets_with_a_past_covariate_forecast_jointly(tmp_path):
+    t = np.arange(60.0)
+    df = pd.DataFrame({"a": np.sin(t / 4), "b": np.cos(t / 5) + 0.01 * t, "u": np.sin(t / 7)})
+    df.to_parquet(tmp_path / "m.parquet")
+    run = train(
+        tmp_path, "--data", str(tmp_path / "m.parquet"), "--target", "a,b", "--horizon", "4"
+    )
+    model = tbptt.load(run)
+    assert model.extra["spec"]["past"] == ["u"]  # forecast with the targets: no future needed
+    table = model.predict()
+    assert list(table.columns) == ["id", "t", "kind", "yhat_a", "yhat_b"]
+    fc = table[table["kind"] == "forecast"]
+    assert (
+        fc["t"].tolist() == [60, 61, 62, 63] and np.isfinite(fc[["yhat_a", "yhat_b"]]).all().all()
+    )
+    with pytest.raises(ValueError, match="generate\\(\\) needs a text run"):
+        model.generate("x")

@@ -149,9 +149,11 @@ class ChunkStream:
     def chunk(self, index: int) -> Chunk:
         """Chunk ``index`` of the epoch: inputs/targets ``(B, L, ...)``, reset/mask ``(B, L)``."""
         n = len(self)
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index: expected an int in [0, {n}), got {index!r}.")
+        if not 0 <= index < n:  # out of range: IndexError, as for a sequence
             raise IndexError(f"index: expected an int in [0, {n}), got {index!r}.")
-        return self._layout(self._epoch).chunk(index)
+        return self._layout(self._epoch).chunk(int(index))
 
     def __iter__(self) -> Iterator[Chunk]:
         """The rest of the current epoch, chunk by chunk; then move to the next epoch."""

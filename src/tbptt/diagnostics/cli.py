@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +46,22 @@ def add_diagnostics_commands(subparsers: Any) -> None:
         add(subparsers)
 
 
+# Bad input: one line ``tbptt: error: ...`` naming the flag, the value and the fix, exit 2 (as
+# ``tbptt train``). These are the errors that mean "bad input"; anything else is a bug and
+# keeps its traceback.
+BAD_INPUT = (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError)
+
+
+def _fail(message: str) -> int:
+    print(f"tbptt: error: {message}", file=sys.stderr)
+    return 2
+
+
 def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive integers such as 8,16,32, got {text!r}"
-        ) from None
+        values = []
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive integers such as 8,16,32, got {text!r}"
@@ -67,6 +79,76 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) such as 0.05, got {text!r}")
+    return value
+
+
+def check_output(path: Path | None, flag: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output the command could not write: a missing or
+    read-only folder, a folder where a file is expected (or the reverse), a format matplotlib
+    cannot write. ``folder=True``: ``path`` is a folder that will be created if missing."""
+    if path is None:
+        return
+    if folder:
+        parent = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+        if not parent.is_dir():
+            raise ValueError(
+                f"{flag} {str(path)!r}: {str(parent)!r} is a file, not a folder. "
+                "Give a folder path."
+            )
+    else:
+        if path.is_dir():
+            raise ValueError(
+                f"{flag} {str(path)!r} is a folder; give a file name such as "
+                f"{str(path / 'plot.png')!r}."
+            )
+        parent = path.parent
+        if not parent.is_dir():
+            raise ValueError(
+                f"{flag} {str(path)!r}: the folder {str(parent)!r} does not exist. "
+                "Create it first or write elsewhere."
+            )
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        suffix = path.suffix.lower().lstrip(".")
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if suffix and suffix not in formats:
+            raise ValueError(
+                f"{flag} {str(path)!r}: matplotlib cannot write {suffix!r} files. "
+                f"Use .png or .svg (or one of {', '.join(sorted(formats))})."
+            )
+    if not os.access(parent, os.W_OK):
+        raise ValueError(
+            f"{flag} {str(path)!r}: the folder {str(parent)!r} is not writable. Write elsewhere."
+        )
+
+
 # -- suggest -------------------------------------------------------------------------------------
 def suggest_parser(subparsers: Any) -> argparse.ArgumentParser:
     from tbptt.diagnostics.suggest import BUILTIN_SERIES
@@ -81,7 +163,7 @@ def suggest_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help="a CSV/text file of numbers, or a built-in name")
     p.add_argument("--column", help="CSV column (index or header name); default the last")
     p.add_argument("--max-lag", type=_positive, help="longest lag considered (default n/2 - 1)")
-    p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the bands")
+    p.add_argument("--alpha", type=_probability, default=0.05, help="1 - confidence of the bands")
     p.add_argument("--plot", type=Path, help="write the ACF/PACF plot here (PNG or SVG)")
     p.add_argument("--json", action="store_true", help="print the numbers as JSON")
     p.set_defaults(command=suggest_command)
@@ -94,7 +176,23 @@ def suggest_command(args: argparse.Namespace) -> int:
     column: int | str | None = args.column
     if isinstance(column, str) and column.lstrip("-").isdigit():
         column = int(column)
-    s = suggest(load_series(args.data, column=column), max_lag=args.max_lag, alpha=args.alpha)
+    try:
+        check_output(args.plot, "--plot")
+        series = load_series(args.data, column=column)
+        n = len(series)
+        if n < 16:
+            return _fail(
+                f"DATA {args.data!r} has {n} values; suggest needs at least 16. "
+                "Give a longer series."
+            )
+        if args.max_lag is not None and not 2 <= args.max_lag <= n // 2 - 1:
+            return _fail(
+                f"--max-lag {args.max_lag} does not fit a series of {n} values: "
+                f"give 2 <= --max-lag <= {n // 2 - 1} (n/2 - 1), or a longer series."
+            )
+        s = suggest(series, max_lag=args.max_lag, alpha=args.alpha)
+    except BAD_INPUT as e:
+        return _fail(str(e))
     if args.json:
         keys = ("n", "memory", "decorrelation", "periods", "candidates", "recommended")
         print(json.dumps({k: getattr(s, k) for k in keys}))
@@ -108,25 +206,50 @@ def suggest_command(args: argparse.Namespace) -> int:
 
 # -- explain -------------------------------------------------------------------------------------
 def explain_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from tbptt.diagnostics.explain import MAX_STEPS
+
     p = subparsers.add_parser(
         "explain",
         help="draw TBPTT(k1, k2) unrolled: which losses each update injects, how far back",
     )
     p.add_argument("--k1", type=_positive, help="forward steps per update (omit for full BPTT)")
     p.add_argument("--k2", type=_positive, help="backward steps per update (default k1)")
-    p.add_argument("--steps", type=_positive, help="steps to draw (default 3 * max(k1, k2))")
+    p.add_argument(
+        "--steps",
+        type=_positive,
+        help=f"steps to draw (default 3 * max(k1, k2), at most {MAX_STEPS})",
+    )
     p.add_argument("--plot", type=Path, help="write the picture here (PNG or SVG)")
+    p.add_argument(
+        "--online", action="store_true", help="draw exact online gradients, Online(k1), instead"
+    )
     p.set_defaults(command=explain_command)
     return p
 
 
 def explain_command(args: argparse.Namespace) -> int:
-    from tbptt.diagnostics.explain import explain
+    from tbptt.diagnostics.explain import MAX_STEPS, explain
 
     if args.k1 is None and args.k2 is not None:
-        raise SystemExit("tbptt explain: --k2 needs --k1 (without --k1 the picture is full BPTT)")
-    steps = args.steps or 3 * max(args.k1 or 4, args.k2 or 0)
-    e = explain(args.k1, args.k2, steps)
+        return _fail(
+            f"--k2 {args.k2} needs --k1 (without --k1 the picture is full BPTT); pass --k1 too."
+        )
+    if args.steps is not None and args.steps > MAX_STEPS:
+        return _fail(
+            f"--steps {args.steps} is more than the {MAX_STEPS} steps a picture can "
+            f"show; pass --steps {MAX_STEPS} or fewer (past the first k2 steps the "
+            "pattern repeats every k1 steps)."
+        )
+    if args.online and (args.k1 is None or args.k2 is not None):
+        return _fail(
+            "--online draws Online(k1), which reaches the whole past: pass --k1 and no --k2."
+        )
+    steps = args.steps or min(MAX_STEPS, 3 * max(args.k1 or 4, args.k2 or 0))
+    try:
+        check_output(args.plot, "--plot")
+        e = explain(args.k1, args.k2, steps, online=args.online)
+    except BAD_INPUT as err:
+        return _fail(str(err))
     print(e.text())
     if args.plot:
         e.plot(args.plot)
@@ -135,6 +258,10 @@ def explain_command(args: argparse.Namespace) -> int:
 
 
 # -- bias ----------------------------------------------------------------------------------------
+BIAS_LENGTH = {"char": 64, "influence": 160}  # default sample length T per task
+MAX_BIAS_LENGTH = 1024  # time and memory grow with T: the char task takes ~1 min, 1.4 GB at 512
+
+
 def bias_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "bias",
@@ -148,76 +275,134 @@ def bias_parser(subparsers: Any) -> argparse.ArgumentParser:
         choices=["char", "influence"],
         default="char",
         help="char: a char-LSTM (briefly trained) on a built-in text; influence: influence "
-        "balancing (UORO), whose short truncations have the wrong sign",
+        "balancing (UORO), whose short truncations have the wrong sign once the sample is "
+        "long enough: k2 <= 34 at the default 160 steps, k2 <= 40 in the steady state",
     )
     p.add_argument("--k1", type=_positive, default=1, help="forward steps per update (default 1)")
     p.add_argument(
         "--k2s", type=_ints, help="backward lengths, e.g. 1,2,4,8,16 (default: powers of 2)"
     )
-    p.add_argument("--length", type=_positive, default=64, help="sample length T (default 64)")
-    p.add_argument("--train-updates", type=int, default=50, help="char: updates of training first")
-    p.add_argument("--tolerance", type=float, default=0.1, help="relative error to meet")
+    p.add_argument(
+        "--length",
+        type=_positive,
+        help=f"sample length T (default: char {BIAS_LENGTH['char']}, influence "
+        f"{BIAS_LENGTH['influence']}; at most {MAX_BIAS_LENGTH})",
+    )
+    p.add_argument(
+        "--train-updates", type=_count, default=50, help="char: updates of training first"
+    )
+    p.add_argument("--tolerance", type=_positive_float, default=0.1, help="relative error to meet")
     p.add_argument("--plot", type=Path, help="write the plot here (PNG or SVG)")
+    p.add_argument(
+        "--cell",
+        choices=["lstm", "gru", "rnn", "mingru", "lru"],
+        default="lstm",
+        help="char: the recurrent cell (default lstm)",
+    )
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="char: also measure exact online gradients, Online(k1), against BPTT (--cell "
+        "mingru or lru)",
+    )
     p.set_defaults(command=bias_command)
     return p
 
 
 def bias_command(args: argparse.Namespace) -> int:
-    import torch
+    from tbptt.diagnostics.bias import rule_bias, truncation_bias
+    from tbptt.online import Online
 
-    from tbptt import TBPTT, Engine, losses
-    from tbptt.diagnostics.bias import truncation_bias
-
-    k2s = args.k2s or [2**i for i in range(args.length.bit_length()) if 2**i < args.length] + [
-        args.length
-    ]
-    if args.task == "influence":
-        try:
-            from tbptt.tasks import InfluenceBalancing, half_squared_error
-        except ImportError:
-            raise SystemExit(
-                "tbptt bias --task influence needs tbptt.tasks (the influence-balancing task); "
-                "this install does not have it. Use --task char."
-            ) from None
-        model = InfluenceBalancing()
-        x, y = model.stream(args.length)
-        report = truncation_bias(
-            model,
-            half_squared_error,
-            x,
-            y,
-            k2s,
-            k1=args.k1,
-            tolerance=args.tolerance,
-            init_state=model.initial_state,
+    length = args.length or BIAS_LENGTH[args.task]
+    if length > MAX_BIAS_LENGTH:
+        return _fail(
+            f"--length {length} is more than {MAX_BIAS_LENGTH}: the meter runs the whole "
+            "sample once per k2 and its time and memory grow with the length. Pass "
+            f"--length {MAX_BIAS_LENGTH} or less."
         )
-    else:
-        from tbptt.datasets import stdlib_source
-        from tbptt.models import CharRNN
-
-        torch.manual_seed(0)
-        text = "\n".join(stdlib_source(limit_chars=400_000).docs)
-        vocab = sorted(set(text))
-        ids = torch.tensor([vocab.index(c) for c in text])
-        lstm = CharRNN(len(vocab), embed=64, hidden=64)
-        opt = torch.optim.Adam(lstm.parameters(), lr=1e-2)
-        steps = 20 * max(0, args.train_updates)
-        if steps:
-            engine = Engine(lstm, losses.cross_entropy, TBPTT(20))
-            xs = ids[: 8 * steps].view(8, steps)  # (B, T)
-            for _ in engine.feed(xs, ids[1 : 8 * steps + 1].view(8, steps)):
-                opt.step()
-        start = 8 * steps + 1
-        x = ids[start : start + 4 * args.length].view(4, args.length)
-        y = ids[start + 1 : start + 1 + 4 * args.length].view(4, args.length)
-        report = truncation_bias(
-            lstm, losses.cross_entropy, x, y, k2s, k1=args.k1, tolerance=args.tolerance
+    if args.online and (args.task != "char" or args.cell not in ("mingru", "lru")):
+        return _fail(
+            f"--online needs --task char and --cell mingru or lru, got --task {args.task} "
+            f"--cell {args.cell}; pass --task char --cell mingru (or lru)."
         )
+    if args.online and args.k1 is None:
+        return _fail("--online measures Online(k1): pass --k1 too, e.g. --k1 8.")
+    k2s = args.k2s or [2**i for i in range(length.bit_length()) if 2**i < length] + [length]
+    try:
+        check_output(args.plot, "--plot")
+        if args.task == "influence":
+            model, loss_fn, x, y, extra = _influence_sample(length)
+        else:
+            model, loss_fn, x, y, extra = _char_sample(length, args.train_updates, args.cell)
+    except BAD_INPUT as e:
+        return _fail(str(e))
+    report = truncation_bias(
+        model, loss_fn, x, y, k2s, k1=args.k1, tolerance=args.tolerance, **extra
+    )
+    online = None
+    if args.online:
+        online = rule_bias(model, loss_fn, Online(args.k1), x, y)
     print(report.summary())
+    if online is not None:
+        print(
+            f"Online(k1={args.k1}) against BPTT: cosine {online[0]:.6f}, relative error "
+            f"{online[1]:.2e} (exact for the recurrent layer's own parameters; the embedding's "
+            "influence across chunks is truncated)"
+        )
     if args.plot:
         report.plot(args.plot)
         print(f"plot: {args.plot}")
     return 0
+
+
+def _influence_sample(length: int) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    try:
+        from tbptt.tasks import InfluenceBalancing, half_squared_error
+    except ImportError:
+        raise ModuleNotFoundError(
+            "--task influence needs tbptt.tasks (the influence-balancing task), which this "
+            "install does not have. Use --task char."
+        ) from None
+    model = InfluenceBalancing()
+    x, y = model.stream(length)  # (1, T, 1) each
+    return model, half_squared_error, x, y, {"init_state": model.initial_state}
+
+
+def _char_sample(
+    length: int, train_updates: int, cell: str = "lstm"
+) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+    """A char-RNN (``cell``: lstm, gru, rnn, mingru, lru) trained ``train_updates`` TBPTT(20) updates on the stdlib's source, and the
+    next 4 x ``length`` characters as the sample."""
+    import torch
+
+    from tbptt import TBPTT, Engine, losses
+    from tbptt.datasets import stdlib_source
+    from tbptt.models import CharRNN
+
+    torch.manual_seed(0)
+    text = "\n".join(stdlib_source(limit_chars=400_000).docs)
+    steps = 20 * train_updates
+    need = 8 * steps + 4 * length + 2
+    if need > len(text):
+        most = (len(text) - 4 * length - 2) // 160
+        raise ValueError(
+            f"--train-updates {train_updates} with --length {length} needs {need:,} characters "
+            f"of text; the built-in text has {len(text):,}. Use --train-updates {max(0, most)} "
+            "or fewer (or a shorter --length)."
+        )
+    vocab = sorted(set(text))
+    ids = torch.tensor([vocab.index(c) for c in text])
+    lstm = CharRNN(len(vocab), embed=64, hidden=64, cell=cell)
+    opt = torch.optim.Adam(lstm.parameters(), lr=1e-2)
+    if steps:
+        engine = Engine(lstm, losses.cross_entropy, TBPTT(20))
+        xs = ids[: 8 * steps].view(8, steps)  # (B, T)
+        for _ in engine.feed(xs, ids[1 : 8 * steps + 1].view(8, steps)):
+            opt.step()
+    start = 8 * steps + 1
+    x = ids[start : start + 4 * length].view(4, length)  # (4, T)
+    y = ids[start + 1 : start + 1 + 4 * length].view(4, length)
+    return lstm, losses.cross_entropy, x, y, {}
 
 
 # -- sweep ---------------------------------------------------------------------------------------
@@ -227,11 +412,11 @@ def sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train a char-LSTM over a grid of lengths or (k1, k2) with Optuna",
         description="Each trial trains the default text task (a char-LSTM) with TBPTT(k1, k2) "
         "and records validation loss, tokens/s and peak memory. Several processes given the "
-        "same --storage (e.g. sqlite:///sweep.db) split one grid.",
+        "same --storage (e.g. sqlite:///sweep.db) split one grid. Give --lengths, or --k2s "
+        "(k1 = k2), or --k1s with --k2s (a grid).",
     )
-    grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--lengths", type=_ints, help="k1 = k2 = L for each L, e.g. 16,32,64")
-    grid.add_argument("--k1s", type=_ints, help="forward lengths of a (k1, k2) grid")
+    p.add_argument("--lengths", type=_ints, help="k1 = k2 = L for each L, e.g. 16,32,64")
+    p.add_argument("--k1s", type=_ints, help="forward lengths of a (k1, k2) grid (with --k2s)")
     p.add_argument("--k2s", type=_ints, help="backward lengths of a (k1, k2) grid")
     p.add_argument(
         "--storage", help="Optuna storage URL shared by processes, e.g. sqlite:///sweep.db"
@@ -252,28 +437,74 @@ def sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def sweep_command(args: argparse.Namespace) -> int:
-    from tbptt.diagnostics.objective import trainer_objective
-    from tbptt.diagnostics.sweep import sweep
+def _sweep_grid(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """The (k1, k2) grid the flags ask for, or a ValueError naming the flags."""
+    from tbptt.diagnostics.sweep import grid
 
+    if args.lengths is not None and (args.k1s is not None or args.k2s is not None):
+        given = " and ".join(f for f, v in (("--k1s", args.k1s), ("--k2s", args.k2s)) if v)
+        raise ValueError(
+            f"--lengths and {given} both given; pass --lengths (k1 = k2 = L) or "
+            "--k1s with --k2s (a grid), not both."
+        )
+    if args.k1s is not None and args.k2s is None:
+        k1s = ",".join(map(str, args.k1s))
+        raise ValueError(
+            f"--k1s {k1s} needs --k2s (the backward lengths of the grid), e.g. "
+            f"--k1s {k1s} --k2s {k1s}; or pass --lengths {k1s} for k1 = k2."
+        )
     if args.lengths is None and args.k2s is None:
         args.lengths = [16, 32, 64]
-    train_fn = trainer_objective(
-        corpus=args.corpus,
-        updates=args.updates,
-        hidden=args.hidden,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
-    result = sweep(
-        train_fn,
-        lengths=args.lengths,
-        k1s=args.k1s,
-        k2s=args.k2s,
-        storage=args.storage,
-        study_name=args.study_name,
-        n_trials=args.n_trials,
-    )
+    return grid(args.lengths, args.k1s, args.k2s)
+
+
+def _sweep_storage(storage: str | None) -> None:
+    """Refuse a storage URL Optuna cannot open (checked by opening it), naming --storage."""
+    if storage is None:
+        return
+    import optuna
+
+    try:
+        optuna.storages.get_storage(storage)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(
+            f"--storage {storage!r} cannot be opened ({first}). Give a URL such "
+            "as sqlite:///sweep.db (its folder must exist)."
+        ) from None
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    from tbptt.diagnostics.objective import check_objective, trainer_objective
+    from tbptt.diagnostics.sweep import StudyMismatch, sweep
+
+    options = {
+        "corpus": args.corpus,
+        "updates": args.updates,
+        "hidden": args.hidden,
+        "batch_size": args.batch_size,
+        "device": args.device,
+    }
+    try:
+        points = _sweep_grid(args)
+        check_output(args.plot_dir, "--plot-dir", folder=True)
+        _sweep_storage(args.storage)
+        # the largest point first: a corpus, device or size that cannot train fails here
+        check_objective(max(a for a, _ in points), max(b for _, b in points), **options)
+    except BAD_INPUT as e:
+        return _fail(str(e))
+    try:
+        result = sweep(
+            trainer_objective(**options),
+            lengths=args.lengths,
+            k1s=args.k1s,
+            k2s=args.k2s,
+            storage=args.storage,
+            study_name=args.study_name,
+            n_trials=args.n_trials,
+        )
+    except StudyMismatch as e:
+        return _fail(str(e))
     print(result.summary())
     if args.plot_dir:
         args.plot_dir.mkdir(parents=True, exist_ok=True)

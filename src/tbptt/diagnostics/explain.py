@@ -1,7 +1,7 @@
 """Explain TBPTT(k1, k2): the unrolled network, which losses each update injects, how far back.
 
 The data come from the truncation rule itself (:meth:`tbptt.TBPTT.cut`, the semantics of
-DESIGN.md §2), so the picture shows what the engine does:
+docs/semantics.md §2), so the picture shows what the engine does:
 
 - the forward pass runs every step once, carrying the state from step to step;
 - after each chunk ``[start, stop)`` of ``k1`` steps there is one update; it holds constant the
@@ -30,12 +30,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tbptt.online import Online
 from tbptt.truncation import BPTT, TBPTT, TruncationRule
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Explanation", "UpdatePlan", "explain"]
+__all__ = ["MAX_STEPS", "Explanation", "UpdatePlan", "explain", "rule_of"]
+
+MAX_STEPS = 100  # the widest picture drawn: (steps / k1) rows of `steps` cells each
+
+
+def rule_of(k1: int | None, k2: int | None = None, *, online: bool = False) -> TruncationRule:
+    """The truncation rule the diagnostics draw and measure: ``BPTT()`` for ``k1=None``, else
+    ``TBPTT(k1, k2)`` (``k2=None``: ``k2 = k1``), or ``Online(k1)`` with ``online=True``. The one
+    place the diagnostics build rules.
+
+    >>> rule_of(None), rule_of(4, 8), rule_of(4, online=True)
+    (BPTT(), TBPTT(k1=4, k2=8), Online(k1=4))
+    """
+    if online:
+        if k1 is None or k2 not in (None, k1):
+            raise ValueError(
+                f"online=True draws Online(k1): give k1 and no k2 (it reaches the whole past), got "
+                f"k1={k1!r}, k2={k2!r}."
+            )
+        return Online(k1)
+    if k1 is None:
+        if k2 is not None:
+            raise ValueError(
+                f"k2={k2!r} needs k1 (without k1 the rule is full BPTT); pass k1 as well."
+            )
+        return BPTT()
+    return TBPTT(k1, k2)
+
+
+def rule_label(rule: TruncationRule) -> str:
+    """How the pictures name a rule: ``"BPTT"``, ``"TBPTT(k1=4, k2=8)"`` or ``"Online(k1=4)"``."""
+    return "BPTT" if isinstance(rule, BPTT) else repr(rule)
 
 
 @dataclass(frozen=True)
@@ -63,6 +95,7 @@ class Explanation:
     label: str
     steps: int
     updates: tuple[UpdatePlan, ...]
+    online: bool = False  # the influence before each cut is carried by sensitivities (RTRL)
 
     def text(self) -> str:
         """The picture as text for a terminal (one row per update)."""
@@ -78,6 +111,8 @@ class Explanation:
                     m = "L"
                 elif u.cut <= t < u.stop:
                     m = "<"
+                elif self.online and t < u.cut:
+                    m = "s"
                 elif t in u.reported:
                     m = "r"
                 elif t == u.cut - 1 and u.cut > 0:
@@ -94,7 +129,8 @@ class Explanation:
             )
         rows.append(
             "L: loss injected   <: gradient flows back through   r: loss reported, not trained"
-            "   |: state held constant"
+            + ("   s: influence carried forward, exactly" if self.online else "")
+            + "   |: state held constant"
         )
         return "\n".join(rows)
 
@@ -161,16 +197,33 @@ class Explanation:
         return fig
 
 
-def explain(k1: int | None, k2: int | None, steps: int) -> Explanation:
+def explain(k1: int | None, k2: int | None, steps: int, *, online: bool = False) -> Explanation:
     """The unrolled picture of TBPTT(k1, k2) (``k1=None``: full BPTT) over ``steps`` steps.
 
     ``k2=None`` means ``k2 = k1``. The plan of each update comes from the rule's ``cut``, the
-    definition the engine follows (DESIGN.md §2; Williams & Peng 1990 for k2 > k1).
+    definition the engine follows (docs/semantics.md §2; Williams & Peng 1990 for k2 > k1). ``online=True`` draws
+    :class:`tbptt.online.Online` (k1): the graph is cut at each chunk's start, but the influence
+    of every earlier step is carried forward exactly by the layers' sensitivities (``s``), so
+    each loss reaches the start of the stream (Williams & Zipser 1989).
+
+    >>> print(explain(2, None, 4, online=True).text())  # doctest: +NORMALIZE_WHITESPACE
+    Online(k1=2) over 4 steps
+    step       0 1 2 3
+    forward    o>o>o>o
+    update 0   L L . .   chunk [0, 2)  cut 0  losses 0-1  reach 1-2
+    update 1   s s L L   chunk [2, 4)  cut 2  losses 2-3  reach 3-4
+    L: loss injected   <: gradient flows back through   r: loss reported, not trained   s: influence carried forward, exactly   |: state held constant
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}; e.g. steps=12.")
-    rule: TruncationRule = BPTT() if k1 is None else TBPTT(k1, k2)
-    label = "BPTT" if k1 is None else f"TBPTT(k1={k1}, k2={k2 if k2 is not None else k1})"
+    if steps > MAX_STEPS:
+        raise ValueError(
+            f"steps={steps} is more than the {MAX_STEPS} steps a picture can show (its size "
+            f"grows as steps^2 / k1); pass steps <= {MAX_STEPS}: past the first k2 steps the "
+            "pattern repeats every k1 steps."
+        )
+    rule = rule_of(k1, k2, online=online)
+    label = rule_label(rule)
     updates: list[UpdatePlan] = []
     a = 0
     while a < steps:
@@ -187,8 +240,8 @@ def explain(k1: int | None, k2: int | None, steps: int) -> Explanation:
                 cut=cut,
                 injected=injected,
                 reported=tuple(range(a, first)),
-                reach={t: t - cut + 1 for t in injected},
+                reach={t: t + 1 if online else t - cut + 1 for t in injected},
             )
         )
         a = b
-    return Explanation(label=label, steps=steps, updates=tuple(updates))
+    return Explanation(label=label, steps=steps, updates=tuple(updates), online=online)

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["trainer_objective"]
+__all__ = ["check_objective", "trainer_objective"]
 
 
 def trainer_objective(**options: Any) -> Callable[[int, int], dict[str, float]]:
@@ -64,3 +64,28 @@ def trainer_objective(**options: Any) -> Callable[[int, int], dict[str, float]]:
         }
 
     return train_fn
+
+
+def check_objective(k1: int, k2: int, **options: Any) -> None:
+    """Check, before a sweep trains anything, that :func:`trainer_objective` with ``options``
+    can train TBPTT(k1, k2) (give the grid's largest k1 and k2): the options, the device and
+    the corpus are valid and the activations fit in memory. Raises ``ValueError`` (or
+    ``FileNotFoundError``, ``ModuleNotFoundError``) in one line, as ``tbptt train`` does."""
+    from tbptt.cli import _steps_kept
+    from tbptt.train.config import RunConfig
+    from tbptt.train.evaluation import resolve_device
+    from tbptt.train.jobs import build_job
+    from tbptt.train.memory import check_fits
+
+    cfg = RunConfig(**{"task": "text", **options, "k1": k1, "k2": k2}).resolved()
+    device = resolve_device(cfg.device)
+    try:
+        job = build_job(cfg)
+    except RuntimeError as e:  # torch's CPU allocator; torch.OutOfMemoryError on CUDA
+        if "allocate" not in str(e):
+            raise
+        raise ValueError(
+            f"--hidden {cfg.hidden} (--embed {cfg.embed}): the model's parameters cannot be "
+            f"allocated on {device}. Lower --hidden."
+        ) from None
+    check_fits(job.model, int(cfg.batch_size or 1), _steps_kept(cfg, job), device)

@@ -141,7 +141,9 @@ def suggest(
     """Candidate subsequence lengths for a 1-D series (see the module docstring for the method).
 
     Args:
-        series: 1-D numbers (list, numpy array, pandas Series, torch tensor); NaNs are dropped.
+        series: 1-D numbers (list, numpy array, pandas Series, torch tensor), all finite: a
+            NaN or inf is refused (dropping it would shift every later lag), so fill or cut the
+            gaps first.
         max_lag: the longest lag (and period) considered; default ``n // 2 - 1``.
         pacf_lags: PACF lags computed; default ``min(max_lag, 400)``.
         alpha: the confidence bands are ``1 - alpha`` intervals.
@@ -158,6 +160,11 @@ def suggest(
         raise ValueError(f"series must have at least 16 values, got {n}. Give a longer series.")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha!r}; e.g. alpha=0.05.")
+    if np.ptp(x) == 0:
+        raise ValueError(
+            f"series is constant (all {n} values are {x[0]:g}): its ACF is undefined. Give a "
+            "series that varies (check the column)."
+        )
     limit = n // 2 - 1
     if max_lag is None:
         max_lag = limit
@@ -268,7 +275,14 @@ def _as_1d(series: Any) -> np.ndarray:
         raise ValueError(
             f"series must be 1-D, got shape {x.shape}. Pick one column, e.g. series[:, 0]."
         )
-    return x[np.isfinite(x)]
+    bad = np.nonzero(~np.isfinite(x))[0]
+    if len(bad):
+        raise ValueError(
+            f"series has {len(bad)} NaN/inf value(s), the first at index {bad[0]} "
+            f"({x[bad[0]]}); the lags are only meaningful without gaps. Fill them first (e.g. "
+            "pandas Series.interpolate()) or keep a stretch without gaps."
+        )
+    return x
 
 
 def load_series(source: str | Path, *, column: int | str | None = None) -> np.ndarray:
@@ -282,7 +296,7 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
         try:
             from pmdarima import datasets
         except ImportError:
-            raise ImportError(
+            raise ModuleNotFoundError(
                 f"The built-in series {name!r} comes from pmdarima: pip install 'tbptt[diagnostics]'"
                 " (or pip install pmdarima)."
             ) from None
@@ -298,28 +312,56 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
             f"DATA {name!r} is neither a file nor a built-in series; give a CSV/text file of "
             f"numbers or one of: {', '.join(BUILTIN_SERIES)}."
         )
-    rows = list(csv.reader(io.StringIO(path.read_text())))
+    from tbptt.datasets import read_utf8
+
+    rows = list(csv.reader(io.StringIO(read_utf8(path, f"DATA {name!r}"))))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     header: list[str] | None = None
     if rows and not _numeric(rows[0][-1]):
         header, rows = rows[0], rows[1:]
+    if not rows:
+        raise ValueError(f"DATA {name!r} holds no rows of numbers. Give a file of numbers.")
+    width = len(header if header is not None else rows[0])
+    col = _column_index(column, header, width, name)
+    label = repr(header[col]) if header and -len(header) <= col < len(header) else str(col)
+    values = []
+    for i, r in enumerate(rows):
+        if len(r) != width:
+            raise ValueError(
+                f"line {i + 1 + (header is not None)} of {name!r} has {len(r)} cell(s), the "
+                f"{'header' if header is not None else 'first line'} {width}: the columns "
+                "would not line up. Fix that line (an empty cell is written 'a,,c')."
+            )
+        cell = r[col].strip()
+        value = float(cell) if _numeric(cell) else math.nan
+        if not math.isfinite(value):
+            what = f"holds {cell!r}, not a finite number" if cell else "is empty"
+            raise ValueError(
+                f"line {i + 1 + (header is not None)} of {name!r}, column {label}, {what}. "
+                "Fill or cut the gaps first (e.g. pandas Series.interpolate()), or pick "
+                "another column with column=... (--column)."
+            )
+        values.append(value)
+    return np.asarray(values)
+
+
+def _column_index(column: int | str | None, header: list[str] | None, width: int, name: str) -> int:
+    """The index of ``column`` (a header name or an index, negative from the end; ``None``:
+    the last) in rows ``width`` cells wide."""
     if isinstance(column, str):
         if header is None or column not in header:
             raise ValueError(
-                f"column {column!r} is not in the header {header}; pass a name or index."
+                f"column {column!r} (--column) is not in the header of {name!r} ({header}); "
+                "pass one of its names or an index."
             )
-        column = header.index(column)
+        return header.index(column)
     col = -1 if column is None else column
-    values = []
-    for i, r in enumerate(rows):
-        try:
-            values.append(float(r[col]))
-        except (ValueError, IndexError):
-            raise ValueError(
-                f"line {i + 1 + (header is not None)} of {name!r} has no number in column {col}: "
-                f"{r!r}. Clean the file or pick the column with column=..."
-            ) from None
-    return np.asarray(values)
+    if not -width <= col < width:
+        raise ValueError(
+            f"column {col} (--column) is out of range: {name!r} has {width} column(s); pass an "
+            f"index in [{-width}, {width - 1}] or a header name."
+        )
+    return col
 
 
 def _numeric(text: str) -> bool:

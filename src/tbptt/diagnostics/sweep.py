@@ -15,6 +15,7 @@ ran or is running is pruned before it trains).
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +25,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["SweepResult", "load_sweep", "sweep"]
+__all__ = ["StudyMismatch", "SweepResult", "grid", "load_sweep", "sweep"]
 
 TrainFn = Callable[[int, int], dict[str, float]]
+
+
+class StudyMismatch(ValueError):
+    """The study named in the storage holds a sweep of another grid."""
 
 
 @dataclass
@@ -160,14 +165,14 @@ def sweep(
     """
     import optuna
 
-    grid = _grid(lengths, k1s, k2s)
+    points = grid(lengths, k1s, k2s)
     if not callable(train_fn):
         raise TypeError(f"train_fn must be callable as train_fn(k1, k2) -> dict, got {train_fn!r}.")
-    square = all(a == b for a, b in grid)  # k1 = k2: one parameter, the length
+    square = all(a == b for a, b in points)  # k1 = k2: one parameter, the length
     space: dict[str, list[int]] = (
-        {"length": [a for a, _ in grid]}
+        {"length": [a for a, _ in points]}
         if square
-        else {"k1": sorted({a for a, _ in grid}), "k2": sorted({b for _, b in grid})}
+        else {"k1": sorted({a for a, _ in points}), "k2": sorted({b for _, b in points})}
     )
     rdb: Any = storage
     if isinstance(storage, str) and storage.startswith("sqlite"):
@@ -176,6 +181,15 @@ def sweep(
     study = optuna.create_study(
         study_name=study_name, storage=rdb, direction="minimize", load_if_exists=True
     )
+    saved = study.user_attrs.get("grid")
+    if saved is not None and saved != space:
+        raise StudyMismatch(
+            f"study {study_name!r} in storage {storage!r} holds a sweep of another grid "
+            f"({saved}, now {space}); mixing them would mix their trials. Pass another "
+            "study_name (--study-name) or the same grid."
+        )
+    if saved is None:
+        study.set_user_attr("grid", space)
     # The grid sampler shuffles the grid with its seed and maps trial numbers (unique in the
     # storage) to grid points: one fixed seed makes every process agree on that map.
     study.sampler = optuna.samplers.GridSampler(space, seed=0)
@@ -225,22 +239,39 @@ def _result(study: Any, objective: str) -> SweepResult:
     return SweepResult(study_name=study.study_name, objective=objective, trials=trials)
 
 
-def _grid(
+def grid(
     lengths: Sequence[int] | None, k1s: Sequence[int] | None, k2s: Sequence[int] | None
 ) -> list[tuple[int, int]]:
+    """The (k1, k2) points of a sweep: ``lengths`` (k1 = k2 = L), ``k2s`` alone (k1 = k2) or
+    ``k1s`` x ``k2s``.
+
+    >>> grid(None, [8, 16], [16])
+    [(8, 16), (16, 16)]
+    """
     for name, values in (("lengths", lengths), ("k1s", k1s), ("k2s", k2s)):
         if values is not None and (
             not len(values)
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
+            or any(
+                isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in values
+            )
         ):
             raise ValueError(
                 f"{name} must be a non-empty list of positive integers, got {values!r}; "
                 f"e.g. {name}=[16, 32, 64]."
             )
+    lengths, k1s, k2s = (None if v is None else [int(k) for k in v] for v in (lengths, k1s, k2s))
     if lengths is not None:
         if k1s is not None or k2s is not None:
-            raise ValueError("Give either lengths (k1 = k2 = L) or k1s/k2s, not both.")
+            raise ValueError(
+                f"lengths={list(lengths)} and k1s/k2s both given; pass either lengths (k1 = k2 "
+                "= L) or k1s with k2s (a grid), not both."
+            )
         return [(k, k) for k in sorted(set(lengths))]
+    if k2s is None and k1s is not None:
+        raise ValueError(
+            f"k1s={list(k1s)} needs k2s (the backward lengths of the grid), e.g. "
+            f"k2s={list(k1s)}; or pass lengths={list(k1s)} for k1 = k2."
+        )
     if k2s is None:
         raise ValueError("Give lengths=[...] (k1 = k2) or k2s=[...] (with k1s=[...] for a grid).")
     if k1s is None:

@@ -32,8 +32,19 @@ k2 > k1); for each update it clips with ``self.clip_gradients`` and steps with
 ``self.optimizers().step()``, so Lightning counts the steps, runs its optimizer hooks and
 applies the precision plugin's step ("32", "64", "bf16-mixed": the forward runs under
 Lightning's autocast). The stream is flushed at each epoch's end (its last short chunk is
-trained and the state starts anew), in the epoch's last ``training_step``. Lightning's ``max_steps`` counts updates, checked between
-batches: make a batch hold one update (``chunk_len = k1``) to stop exactly.
+trained and the state starts anew), in the epoch's last ``training_step``; a batch with another
+number of rows (the short last batch of ``DataLoader(drop_last=False)``) ends the stream too and
+starts a new one. Lightning's ``max_steps`` counts updates, checked between batches: make a
+batch hold one update (``chunk_len = k1``) to stop exactly. Every update's loss reaches the
+loggers, at its own ``global_step`` (``self.log`` would keep only the last one of a batch).
+
+Migrating from Lightning 1.x's ``truncated_bptt_steps=k``: pass ``TBPTT(k)`` and
+``stream_per_batch=True``. Each batch ``(B, T, ...)`` is then its own stream, as in 1.x: it is
+split along time into chunks of k steps, the hidden state is carried from chunk to chunk within
+the batch only (each batch starts from the initial state), every chunk gets its own backward and
+optimizer step, and the batch's last, shorter chunk is trained at the batch's end. Batches can be
+plain ``(x, y)`` tuples from any ``DataLoader``; ``training_step`` receives the whole batch
+(1.x called it once per chunk, with ``hiddens``).
 
 On several devices use :class:`TBPTTDDPStrategy` (``Trainer(strategy=TBPTTDDPStrategy())``): it
 is Lightning's DDP without the ``DistributedDataParallel`` wrapper, whose per-backward hooks
@@ -44,6 +55,7 @@ batcher with ``world_size=self.trainer.world_size, rank=self.global_rank``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -57,7 +69,7 @@ from tbptt.data.dataset import ChunkDataset
 from tbptt.engine import Engine, Mode, Update
 from tbptt.integrations.distributed import DistributedEngine, broadcast_parameters
 from tbptt.state import State
-from tbptt.truncation import TruncationRule
+from tbptt.truncation import TruncationRule, is_real
 from tbptt.unroll import Path
 
 __all__ = ["TBPTTDDPStrategy", "TBPTTModule"]
@@ -94,7 +106,10 @@ class TBPTTModule(pl.LightningModule):
             (``Trainer``'s own clipping arguments do not apply to manual optimisation).
         average: on several processes, how the ranks' gradients are combined (see
             :class:`~tbptt.integrations.distributed.DistributedEngine`).
-        log_name: the name the per-update loss is logged under (None: do not log).
+        log_name: the name every update's loss is logged under (None: do not log).
+        stream_per_batch: each batch is its own stream, flushed at the batch's end (Lightning
+            1.x's ``truncated_bptt_steps`` semantics); False: consecutive batches continue the
+            same B streams until the epoch ends or the number of rows changes.
 
     Override :meth:`on_tbptt_update` to act after each optimizer step (e.g. step a scheduler).
     """
@@ -113,6 +128,7 @@ class TBPTTModule(pl.LightningModule):
         gradient_clip_algorithm: Literal["norm", "value"] = "norm",
         average: Literal["tokens", "ranks", "sum"] | None = None,
         log_name: str | None = "train_loss",
+        stream_per_batch: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(rule, TruncationRule):
@@ -123,6 +139,18 @@ class TBPTTModule(pl.LightningModule):
             raise ValueError(
                 f"gradient_clip_algorithm must be 'norm' or 'value', got {gradient_clip_algorithm!r}."
             )
+        if gradient_clip_val is not None and not (
+            is_real(gradient_clip_val) and 0 < gradient_clip_val < math.inf
+        ):
+            raise ValueError(
+                f"gradient_clip_val must be None or a positive number, got {gradient_clip_val!r}. "
+                "Pass e.g. gradient_clip_val=1.0, or None for no clipping."
+            )
+        if log_name is not None and (not isinstance(log_name, str) or not log_name):
+            raise TypeError(f"log_name must be a non-empty string or None, got {log_name!r}.")
+        if not isinstance(stream_per_batch, bool):
+            raise TypeError(f"stream_per_batch must be True or False, got {stream_per_batch!r}.")
+        self.stream_per_batch = stream_per_batch
         self.automatic_optimization = False
         self.tbptt_rule = rule
         self._engine_kwargs: dict[str, Any] = {
@@ -133,7 +161,7 @@ class TBPTTModule(pl.LightningModule):
             "init_state": init_state,
             "state_batch_dim": state_batch_dim,
         }
-        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_val = None if gradient_clip_val is None else float(gradient_clip_val)
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.average = average
         self.log_name = log_name
@@ -158,15 +186,16 @@ class TBPTTModule(pl.LightningModule):
     def on_tbptt_update(self, update: Update) -> None:
         """Called after each update's optimizer step; logs the (global) loss by default.
 
-        The updates of the epoch-end flush are logged as ``{log_name}_flush`` (Lightning allows
-        only epoch-level logging in ``on_train_epoch_end``).
+        Every update goes to the loggers under ``log_name`` at its own ``global_step``; the
+        progress bar shows the latest.
         """
-        if self.log_name is None or not update.finite:
+        if self.log_name is None or not update.finite or self._trainer is None:
             return
-        if self._flushing:
-            self.log(f"{self.log_name}_flush", update.loss, on_step=False, on_epoch=True)
-        else:
-            self.log(self.log_name, update.loss, prog_bar=True, on_step=True, on_epoch=False)
+        loss = float(update.loss)
+        for logger in self.loggers:
+            logger.log_metrics({self.log_name: loss}, step=self.trainer.global_step)
+        if not self._flushing:  # Lightning refuses step-level self.log at the epoch's end
+            self.log(self.log_name, loss, prog_bar=True, logger=False, on_step=True)
 
     # -- the engine -------------------------------------------------------------------------
     @property
@@ -234,16 +263,25 @@ class TBPTTModule(pl.LightningModule):
                 "DataLoader(ChunkDataset(batcher), batch_size=None); got "
                 f"{type(batch).__name__}. Note batch_size=None: the batcher already batches."
             )
+        rows = batch[0].shape[0] if isinstance(batch[0], Tensor) and batch[0].dim() else None
+        if rows is not None and _inner(self.engine).batch_size not in (None, rows):
+            self._end_stream()  # e.g. the short last batch of DataLoader(drop_last=False)
         for update in self.engine.feed(*batch):
             self._tbptt_step(update)
+        if self.stream_per_batch:
+            self._end_stream()  # Lightning 1.x: the batch's last, shorter chunk; state anew
         if batch_idx + 1 == self.trainer.num_training_batches:
             self._flush()  # here, not in on_train_epoch_end, so that Lightning counts its steps
+
+    def _end_stream(self) -> None:
+        """Train what is pending as the stream's last chunk; the next batch starts a new one."""
+        for update in self.engine.flush():
+            self._tbptt_step(update)
 
     def _flush(self) -> None:
         self._flushing = True
         try:
-            for update in self.engine.flush():
-                self._tbptt_step(update)
+            self._end_stream()
         finally:
             self._flushing = False
             self._flushed = True

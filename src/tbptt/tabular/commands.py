@@ -13,18 +13,19 @@ from tbptt.tabular.report import evaluate_run, write_outputs
 __all__ = ["after_training", "predict_run"]
 
 
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k in ("model", "baselines", "verdict")}
-
-
 def after_training(
     model: Any, cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any]
 ) -> str:
     """Score the trained (best) model on its validation data next to the baselines, write
     predictions.csv and the plots; the verdict lines (also in ``summary``)."""
     pred = Predictor(model, cfg, extra)
-    result = evaluate_run(pred, cfg.data)
-    summary.update(_jsonable(result))
+    data: Any = cfg.data
+    if extra.get("streamed"):  # a streamed file: its sample of ids (the validation data)
+        from tbptt.tabular.dataset import _read
+
+        data = _read(resolve_data(cfg.data), cfg.id)[0]
+    result = evaluate_run(pred, data)
+    summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)
     return str(result["verdict"])

@@ -48,7 +48,7 @@ class DataSet:
     """A data file read for a run: the panel, the columns of each role and the task."""
 
     def __init__(self, cfg: Any) -> None:
-        df = _read(resolve_data(cfg.data))
+        df, self.streamed = _read(resolve_data(cfg.data), cfg.id)
         cols = list(df.columns)
         if cfg.target is None:
             raise ValueError("--data needs --target COL (the column to forecast or predict).")
@@ -129,8 +129,15 @@ def builtin_series_config(cfg: Any) -> Any:
 
 
 @lru_cache(maxsize=4)
-def _read(path: str) -> pd.DataFrame:
-    return read_table(path)
+def _read(path: str, id_col: str | None) -> tuple[pd.DataFrame, Any]:
+    """The whole file, or above ``stream.STREAM_ROWS`` Parquet rows a sample of whole ids
+    with the index of every id (``tbptt.tabular.stream``: training streams all of them)."""
+    from tbptt.tabular import streamed as stream
+
+    if stream.parquet_rows(path) > stream.STREAM_ROWS:
+        df, index, picked = stream.sample_frame(path, id_col)
+        return df, (index, picked)
+    return read_table(path), None
 
 
 def load_data(cfg: Any) -> DataSet:
@@ -165,7 +172,8 @@ def data_defaults(cfg: Any) -> Any:
     its length, number of sequences and season (see the module doc)."""
     ds = load_data(cfg)
     task, p = ds.task, ds.panel
-    steps, n, longest = int(p.lengths.sum()), len(p.ids), int(p.lengths.max())
+    lengths = ds.streamed[0].lengths if ds.streamed else p.lengths  # every id, also streamed
+    steps, n, longest = int(lengths.sum()), len(lengths), int(lengths.max())
     season = cfg.season
     if task == "forecast" and season is None:
         season = detect_season(p, ds.targets[0])

@@ -21,6 +21,7 @@ import torch
 from tbptt import losses
 from tbptt.chunk import Chunk
 from tbptt.data import StreamBatcher
+from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
 from tbptt.tabular.dataset import load_data
 from tbptt.tabular.model import (
@@ -43,13 +44,14 @@ __all__ = ["WeightedStream", "build_data_job", "build_data_model", "holdout", "s
 
 class WeightedStream(StreamBatcher):
     """A StreamBatcher whose mask also drops the steps whose target weights are all zero, so
-    means count only the steps that have a target (targets ``(..., 2K)``: values, weights)."""
+    means count only the steps that have a target (targets ``(..., 3K)``: values, mask weights,
+    loss weights)."""
 
     def chunk(self, index: int) -> Chunk:
         c = super().chunk(index)
-        k = c.targets.shape[-1] // 2
+        k = c.targets.shape[-1] // 3
         assert c.mask is not None
-        return c._replace(mask=c.mask & (c.targets[..., k:].sum(-1) > 0))
+        return c._replace(mask=c.mask & (c.targets[..., k : 2 * k].sum(-1) > 0))
 
 
 def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
@@ -117,7 +119,10 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         )
     season = int(cfg.season or 1)
     spec = fit_spec(p, "forecast", ds.targets, ds.features, ds.known, n_train, season)
-    arrays = forecast_arrays(p, spec)
+    if ds.streamed:  # the sample shaped the spec; every id's training rows scale it
+        n_all = holdout(ds.streamed[0].lengths, cfg.val_fraction)
+        spec = streaming.refit_spec(cfg.data, ds.streamed[0], spec, n_all, p.id_col, p.time_col)
+    arrays = forecast_arrays(p, spec, n_train)
     k, half = len(spec.targets), spec.n_out
     train_x, train_y, val_y = [], [], []
     for a, n in zip(arrays, n_train.tolist()):
@@ -128,7 +133,8 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
             train_y.append(y)
         y = a["y"].copy()
         y[: max(n - 1, 0), half:] = 0.0  # validation: only the held-out steps count,
-        y[:, half + k :] = 0.0  # and only the targets, not the covariates
+        y[:, half + k : 2 * half] = 0.0  # and only the targets, not the covariates
+        y[:, 2 * half + k :] = 0.0
         val_y.append(y)
     n_val = int((p.lengths - n_train).sum())
     return _Parts(
@@ -149,6 +155,11 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
 def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     """classify / regress: a (stratified, for classes) fraction of the sequences is held out."""
     p = ds.panel
+    if ds.streamed:
+        raise ValueError(
+            f"--task {cfg.task}: {cfg.data} has more than {streaming.STREAM_ROWS:,} rows, so it "
+            "is streamed, and streaming trains --task forecast only. Use a smaller file."
+        )
     labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
     strata = labels if cfg.task == "classify" else np.zeros(len(labels))
     val = stratified_val(strata, cfg.val_fraction, cfg.seed)
@@ -180,9 +191,11 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         lv = target_levels(p.frame, spec)  # (rows, k) scaled, NaN where missing
         seqs = [lv[p.rows(i)] for i in range(len(p.ids))]
         if ds.per_sequence:
-            ys = [np.concatenate([s[0], np.isfinite(s[0])]) for s in seqs]
+            ys = [np.concatenate([s[0], np.isfinite(s[0]), np.isfinite(s[0])]) for s in seqs]
         else:
-            ys = [np.concatenate([np.nan_to_num(s), np.isfinite(s)], 1) for s in seqs]
+            ys = [
+                np.concatenate([np.nan_to_num(s), np.isfinite(s), np.isfinite(s)], 1) for s in seqs
+            ]
         scale = [spec.sd[c] for c in spec.targets]
         metrics = RegressMetrics(scale, spec.n_out)
         loss_fn = weighted_mse
@@ -218,15 +231,32 @@ def build_data_job(cfg: Any) -> Any:
     parts = _forecast_parts(cfg, ds) if cfg.task == "forecast" else _sequence_parts(cfg, ds)
     # a mask of the steps that have a target, so means count those only
     stream = WeightedStream if parts.weighted and parts.target_at == "step" else StreamBatcher
-    train = stream(
-        _tensors(parts.train_x),
-        _targets(parts.train_y),
-        batch_size=int(min(cfg.batch_size, len(parts.train_x))),
-        chunk_len=cfg.chunk_len,
-        target_at=parts.target_at,
-        shuffle=len(parts.train_x) > 1,
-        seed=cfg.seed,
-    )
+    if ds.streamed:  # every id, read one at a time; validation and baselines: the sample
+        index, picked = ds.streamed
+        train: Any = streaming.forecast_stream(
+            cfg.data,
+            index,
+            parts.spec,
+            holdout(index.lengths, cfg.val_fraction),
+            ds.panel.id_col,
+            ds.panel.time_col,
+            batch_size=int(min(cfg.batch_size, len(index.ids))),
+            chunk_len=cfg.chunk_len,
+        )
+        parts.desc += (
+            f"; streamed: all {len(index.ids)} ids ({int(index.lengths.sum())} rows) train, "
+            f"validation and baselines on {len(picked)} evenly spaced ids"
+        )
+    else:
+        train = stream(
+            _tensors(parts.train_x),
+            _targets(parts.train_y),
+            batch_size=int(min(cfg.batch_size, len(parts.train_x))),
+            chunk_len=cfg.chunk_len,
+            target_at=parts.target_at,
+            shuffle=len(parts.train_x) > 1,
+            seed=cfg.seed,
+        )
     val = stream(
         _tensors(parts.val_x),
         _targets(parts.val_y),
@@ -240,6 +270,7 @@ def build_data_job(cfg: Any) -> Any:
         "n_in": n_in,
         "notes": p.notes,
         "data": str(cfg.data),
+        "streamed": ds.streamed is not None,
         **parts.split,
     }
     return Job(

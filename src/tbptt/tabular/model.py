@@ -3,8 +3,8 @@
 - :class:`TabularRNN`: LSTM/GRU/RNN over the prepared input rows -> a linear head. For
   forecasting the head starts at zero, so the untrained model predicts "no change": the naive
   forecast, the baseline every model has to beat.
-- :func:`weighted_mse`: targets ``(B, L, 2K)`` hold K values and their K weights (0 where a
-  value is missing or not to be learned).
+- :func:`weighted_mse`: targets ``(B, L, 3K)`` hold K values, their K mask weights (0 where a
+  value is missing or not to be learned; the metrics count these) and K loss weights.
 - :class:`ForecastMetrics` / :class:`ClassifyMetrics` / :class:`RegressMetrics`: what the
   validation reports (RMSE/MAE in the data's units; accuracy and macro-F1).
 
@@ -66,17 +66,21 @@ class TabularRNN(nn.Module):
 
 
 def weighted_mse(y: Tensor, targets: Tensor) -> Tensor:
-    """``y`` (B, L, K), ``targets`` (B, L, 2K) = values, weights -> (B, L) weighted squared error."""
+    """``y`` (B, L, K), ``targets`` (B, L, 3K) = values, mask weights, loss weights -> (B, L)
+    squared error weighted by the loss weights."""
     k = y.shape[-1]
-    v, w = targets[..., :k], targets[..., k:]
+    v, w = targets[..., :k], targets[..., 2 * k :]
     return ((y - v) ** 2 * w).sum(-1) / k
 
 
 class ForecastMetrics(Metrics):
     """RMSE and MAE of the targets' one-step predictions in the data's units (the first
-    ``len(scale)`` channels; ``scale``: the change scale x the level scale per target)."""
+    ``len(scale)`` channels; ``scale``: the change scale x the level scale per target).
 
-    name = "rmse"
+    The best checkpoint is chosen by the loss: each sequence's errors relative to its own scale
+    (the loss weights), so in a panel a large id does not decide alone."""
+
+    name = "loss"
 
     def __init__(self, scale: list[float], n_out: int) -> None:
         self.scale = torch.tensor(scale, dtype=torch.float64)

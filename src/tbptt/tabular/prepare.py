@@ -274,10 +274,18 @@ def ffill(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, miss.astype(np.float64)
 
 
-def forecast_arrays(panel: Panel, spec: Spec) -> list[dict[str, np.ndarray]]:
-    """Per sequence: ``x`` (T, F) inputs, ``y`` (T, 2 n_out) targets (changes of the targets
-    and the past covariates at t + 1, then their weights: 0 where missing or past the end),
-    ``z`` (T, k) the filled scaled targets and ``past`` the past-only numeric covariates."""
+def forecast_arrays(
+    panel: Panel, spec: Spec, n_train: np.ndarray | None = None
+) -> list[dict[str, np.ndarray]]:
+    """Per sequence: ``x`` (T, F) inputs, ``y`` (T, 3 n_out) targets: the changes of the
+    targets and the past covariates at t + 1, their mask weights (0 where missing or past the
+    end) and their loss weights; ``z`` (T, k) the filled scaled targets and ``past`` the
+    past-only numeric covariates.
+
+    The loss weight of a target is ``(pooled change spread / this sequence's) ** 2``, measured on
+    the sequence's first ``n_train[i]`` rows (all rows without ``n_train``): every id counts by
+    its error relative to its own scale (as MASE does), not by its size, so the large ids of a
+    panel do not decide alone."""
     df = panel.frame
     zall = target_levels(df, spec)
     past_all = feature_arrays(df, spec, known_only=False)
@@ -301,5 +309,11 @@ def forecast_arrays(panel: Panel, spec: Spec) -> list[dict[str, np.ndarray]]:
         if pnum:
             vals[:-1, k:] = past[1:, :pnum] - past[:-1, :pnum]
             w[:-1, k:] = 0.5  # covariates count half: they are forecast for the horizon only
-        out.append({"x": x, "y": np.concatenate([vals, w], 1), "z": z, "past": past[:, :pnum]})
+        lw = w.copy()
+        n = T if n_train is None else max(2, int(n_train[i]))
+        own = np.nanstd(np.diff(zraw[:n], axis=0) / sdc, axis=0) if n > 2 else np.ones(k)
+        own = np.where(np.isfinite(own) & (own > 1e-6), own, 1.0)
+        lw[:, :k] *= np.clip(1.0 / own**2, 0.01, 100.0)
+        y = np.concatenate([vals, w, lw], 1)
+        out.append({"x": x, "y": y, "z": z, "past": past[:, :pnum]})
     return out

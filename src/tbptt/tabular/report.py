@@ -65,11 +65,20 @@ def _evaluate_forecast(pred: Predictor, panel: Panel) -> dict[str, Any]:
     return {
         "model": model,
         "baselines": base,
-        "verdict": "\n".join(lines),
+        "verdict": _warnings_last(lines),
         "panel": panel,
         "one_step": ones,
         "forecast": fc,
     }
+
+
+def _warnings_last(lines: list[str]) -> str:
+    """The score lines, then every WARNING line: a loss is always what the report ends with."""
+    parts = [p for line in lines for p in line.split("\n")]
+    return "\n".join(
+        [p for p in parts if not p.startswith("WARNING")]
+        + [p for p in parts if p.startswith("WARNING")]
+    )
 
 
 def _evaluate_classify(pred: Predictor, panel: Panel) -> dict[str, Any]:
@@ -129,7 +138,7 @@ def _evaluate_regress(pred: Predictor, panel: Panel) -> dict[str, Any]:
                 "a larger --hidden or other --features."
             )
         lines.append(line)
-    return {"model": model, "baselines": base, "verdict": "\n".join(lines), "panel": panel}
+    return {"model": model, "baselines": base, "verdict": _warnings_last(lines), "panel": panel}
 
 
 def write_outputs(pred: Predictor, result: dict[str, Any], run_dir: Path) -> list[str]:

@@ -107,7 +107,12 @@ class RunConfig:
     shuffle: bool = _f(False, "text: shuffle the order of the documents every epoch", "data")
     chunk_len: int | None = _f(None, "steps per data chunk fed to the engine (default: k1)", "data")
 
-    cell: str = _f("lstm", "recurrent cell", "model", choices=("lstm", "gru", "rnn"))
+    cell: str = _f(
+        "lstm",
+        "recurrent cell (mingru / lru: element-wise layers that can train with --rule online)",
+        "model",
+        choices=("lstm", "gru", "rnn", "mingru", "lru"),
+    )
     hidden: int | None = _f(None, "hidden units per layer (text 256, series 32)", "model")
     layers: int = _f(1, "recurrent layers", "model")
     embed: int = _f(64, "text: embedding size", "model")
@@ -115,9 +120,9 @@ class RunConfig:
 
     rule: str = _f(
         "tbptt",
-        "truncation rule: TBPTT(k1, k2), full BPTT, or the estimators ARTBP / variable-length BPTT when installed",
+        "truncation rule: TBPTT(k1, k2), full BPTT, the estimators ARTBP / variable-length BPTT when installed, or exact online gradients every k1 steps (online; --cell mingru or lru)",
         "trunc",
-        choices=("tbptt", "bptt", "artbp", "variable"),
+        choices=("tbptt", "bptt", "artbp", "variable", "online"),
     )
     k1: int | None = _f(None, "steps between updates (text 64, series 16)", "trunc")
     k2: int | None = _f(

@@ -26,6 +26,7 @@ from tbptt.chunk import Chunk
 from tbptt.data import TokenBatcher
 from tbptt.datasets import Series, load_series, load_text, unigram_entropy_bits
 from tbptt.models import CharRNN, SeriesRNN
+from tbptt.online import Online
 from tbptt.train.config import DATA_TASKS, RunConfig
 from tbptt.train.metrics import Metrics, SeriesMetrics, TokenMetrics
 from tbptt.truncation import BPTT, TBPTT, TruncationRule
@@ -61,6 +62,19 @@ def build_rule(cfg: RunConfig) -> tuple[TruncationRule, dict[str, Any]]:
         return TBPTT(cfg.k1, cfg.k2), {}
     if cfg.rule == "bptt":
         return BPTT(), {}
+    if cfg.rule == "online":
+        assert cfg.k1 is not None
+        if cfg.cell not in ("mingru", "lru"):
+            raise ValueError(
+                f"rule='online' (exact online gradients) needs cell 'mingru' or 'lru', got "
+                f"cell={cfg.cell!r}. Pass --cell mingru (or lru), or use --rule tbptt."
+            )
+        if cfg.k2 not in (None, cfg.k1):
+            raise ValueError(
+                f"rule='online' reaches the whole past, so it takes no k2, got k2={cfg.k2!r}. "
+                "Leave --k2 out."
+            )
+        return Online(cfg.k1), {}
     import tbptt
     import tbptt.truncation as trunc
 

@@ -158,6 +158,7 @@ def summarize(run_dir: str | Path) -> str:
         rule = cfg.get("rule", "?")
         trunc = f"TBPTT(k1={cfg.get('k1')}, k2={cfg.get('k2')})" if rule == "tbptt" else rule
         data = cfg.get("corpus") if cfg.get("task") == "text" else cfg.get("series")
+        data = cfg.get("data") or data  # a --data run: its file
         lines.append(
             f"task: {cfg.get('task')} on {data}; {cfg.get('cell')} {cfg.get('layers')}x"
             f"{cfg.get('hidden')}; {trunc} mode={cfg.get('mode')}; batch {cfg.get('batch_size')}; "
@@ -186,7 +187,8 @@ def summarize(run_dir: str | Path) -> str:
             )
     base = summary.get("baselines")
     if base:
-        lines.append("baselines: " + ", ".join(f"{k} {_fmt(v)}" for k, v in base.items()))
+        flat = {k: v for k, v in base.items() if not isinstance(v, dict)}  # scores: the verdict
+        lines.append("baselines: " + ", ".join(f"{k} {_fmt(v)}" for k, v in flat.items()))
     if "verdict" in summary:
         lines.append(summary["verdict"])
     records = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
