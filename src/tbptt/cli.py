@@ -13,30 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from tbptt.diagnostics.cli import add_diagnostics_commands
-from tbptt.train.command import print_error, train_parser
+from tbptt.train.command import TRAIN_EXAMPLES, print_error, train_parser
 from tbptt.train.finish import sample_text, series_verdict, write_predictions
 
 __all__ = ["build_parser", "main"]
 
-EXAMPLES = """\
-examples:
-  tbptt train                                  # char-level LSTM on Shakespeare, ~2 minutes
-  tbptt train --minutes 10 --hidden 512        # longer, bigger
-  tbptt train --k1 32 --k2 96 --mode recompute # decoupled TBPTT(k1, k2)
-  tbptt train --task series                    # yearly sunspots vs naive baselines
-  tbptt train --data my.csv --target y --id store --time date   # your own sequences
-  tbptt train --cell mingru --rule online --k1 50              # exact online gradients
+EXAMPLES = (
+    TRAIN_EXAMPLES
+    + """\
   tbptt predict runs/forecast-20250101-120000 --data my.csv --out out.csv --horizon 14
-  tbptt train --config run.toml --lr 1e-3      # a TOML file; flags override it
-  tbptt train --resume runs/text-20250101-120000
+  tbptt predict runs/series-20250101-120000 --horizon 22
+  tbptt generate runs/text-20250101-120000 --prompt "ROMEO:"
+  tbptt report runs/text-20250101-120000
   tbptt explain --k1 4 --k2 8                  # a picture of what TBPTT(4, 8) trains
   tbptt suggest sunspots                       # ACF/PACF: candidate lengths for a series
   tbptt bias --task influence                  # how biased is the truncated gradient?
   tbptt sweep --k1s 16,32 --k2s 32,64          # grid search over (k1, k2) with Optuna
-  tbptt generate runs/text-20250101-120000 --prompt "ROMEO:"
-  tbptt predict runs/series-20250101-120000 --horizon 22
-  tbptt report runs/text-20250101-120000
 """
+)
 
 
 # -- generate / predict / report -----------------------------------------------------------------
