@@ -10,7 +10,7 @@ forecasting"). Two guards, both decided from the history given and never from th
   it, so one bad step cannot explode the rest.
 - :func:`choose`: a rolling-origin backtest (Tashman 2000, "Out-of-sample tests of forecasting
   accuracy") over the last steps of each sequence scores the model's recursive forecast, the
-  seasonal naive and the naive forecast; the sequence's horizon uses the best of them (its
+  naive and the seasonal naive forecast; the sequence's horizon uses the best of them (its
   name is reported as the sequence's ``method``).
 
 >>> y = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0])
@@ -28,7 +28,7 @@ import numpy as np
 
 __all__ = ["METHODS", "backtest_origins", "choose", "clip_range", "simple_forecasts"]
 
-METHODS = ("model", "seasonal_naive", "naive")
+METHODS = ("model", "naive", "seasonal_naive")  # ties go to the first
 
 
 def clip_range(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
