@@ -10,12 +10,16 @@ forecasting"). Two guards, both decided from the history given and never from th
   it, so one bad step cannot explode the rest.
 - :func:`choose`: a rolling-origin backtest (Tashman 2000, "Out-of-sample tests of forecasting
   accuracy") over the last steps of each sequence scores the model's recursive forecast, the
-  naive and the seasonal naive forecast; the sequence's horizon uses the best of them (its
-  name is reported as the sequence's ``method``).
+  ``blend`` (the mean of the model's and the seasonal naive forecast: a combination, which
+  seldom does much worse than its better part; Makridakis et al. 2020, "The M4 Competition"),
+  the naive and the seasonal naive forecast; the sequence's horizon uses the best of them (its
+  name is reported per sequence as :attr:`tbptt.tabular.predict.Predictor.methods`).
 
 >>> y = np.array([1.0, 2.0, 3.0, 1.0, 2.0, 3.0, 1.0])
->>> simple_forecasts(y, season=3, horizon=4)["seasonal_naive"].tolist()
+>>> candidates(np.zeros(4), y, season=3)["seasonal_naive"].tolist()
 [2.0, 3.0, 1.0, 2.0]
+>>> candidates(np.zeros(4), y, season=3)["blend"].tolist()
+[1.0, 1.5, 0.5, 1.0]
 >>> choose({"model": [1.0, 2.0], "naive": [0.5, 0.5]})
 'naive'
 """
@@ -26,9 +30,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["METHODS", "backtest_origins", "choose", "clip_range", "simple_forecasts"]
+__all__ = ["METHODS", "backtest_origins", "candidates", "choose", "clip_range"]
 
-METHODS = ("model", "naive", "seasonal_naive")  # ties go to the first
+METHODS = ("model", "blend", "naive", "seasonal_naive")  # ties go to the first
 
 
 def clip_range(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,22 +42,28 @@ def clip_range(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lo - pad, hi + pad
 
 
-def simple_forecasts(y: np.ndarray, season: int, horizon: int) -> dict[str, np.ndarray]:
-    """``y`` (n, ...) history -> the naive and seasonal-naive forecasts (horizon, ...); the
-    seasonal naive is the naive one when the history is shorter than a season."""
-    naive = np.repeat(y[-1:], horizon, 0)
+def candidates(model: np.ndarray, y: np.ndarray, season: int) -> dict[str, np.ndarray]:
+    """The model's forecast ``model`` (horizon, ...) from the history ``y`` (n, ...) and the
+    other :data:`METHODS` from the same history, each (horizon, ...); the seasonal naive is the
+    naive one when the history is shorter than a season."""
+    horizon = len(model)
     m = season if season > 1 and len(y) >= season else 1
-    idx = len(y) - m + np.arange(horizon) % m
-    return {"seasonal_naive": y[idx], "naive": naive}
+    snaive = y[len(y) - m + np.arange(horizon) % m]
+    return {
+        "model": model,
+        "blend": (model + snaive) / 2,
+        "naive": np.repeat(y[-1:], horizon, 0),
+        "seasonal_naive": snaive,
+    }
 
 
-def backtest_origins(n: int, horizon: int, season: int, count: int = 3) -> list[int]:
+def backtest_origins(n: int, horizon: int, season: int, count: int = 6) -> list[int]:
     """Up to ``count`` forecast origins (rows used) in a history of ``n`` rows, the latest
     ``n - horizon`` and then every ``max(1, horizon // 2)`` rows back, each leaving at least
     one season plus two rows before it.
 
     >>> backtest_origins(40, 10, 4)
-    [30, 25, 20]
+    [30, 25, 20, 15, 10]
     >>> backtest_origins(8, 10, 1)
     []
     """

@@ -4,9 +4,9 @@ class probabilities. Used by ``tbptt predict``, the end-of-training report and `
 Forecasts past the end are recursive: each step's prediction of the targets and of the past-only
 covariates (forecast jointly by the same head) becomes the next step's input; known covariates
 and categorical ones keep their last value past the end of the file. Each step stays within the
-history's widened range, and a sequence whose own recent past shows the recursion losing to the
-seasonal naive or naive forecast uses that one instead (``horizon.py``; the choice per sequence
-is :attr:`Predictor.methods`).
+history's widened range, and a sequence whose own recent past shows the recursion losing to its
+blend with the seasonal naive forecast, or to the naive or seasonal naive forecast, uses that
+one instead (``horizon.py``; the choice per sequence is :attr:`Predictor.methods`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tbptt.tabular.horizon import backtest_origins, choose, clip_range, simple_forecasts
+from tbptt.tabular.horizon import backtest_origins, candidates, choose, clip_range
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import Spec, feature_arrays, forecast_arrays, forecast_inputs
 
@@ -95,12 +95,27 @@ class Predictor:
         self, panel: Panel, horizon: int, upto: np.ndarray | None = None
     ) -> list[np.ndarray]:
         """Per sequence: (horizon, k) forecasts past row ``upto[i] - 1`` (default: the end), in
-        the data's units: the model's recursive one, or the seasonal naive or naive one where a
-        backtest over the sequence's last rows before that point favours it (:func:`choose`)."""
+        the data's units: the model's recursive one, or the blend, naive or seasonal naive one
+        where a backtest over the sequence's rows before that point favours it
+        (:func:`tbptt.tabular.horizon.choose`)."""
         spec = self.spec
         n = panel.lengths.copy() if upto is None else np.asarray(upto, dtype=np.int64)
         levels = panel.frame[list(spec.targets)].to_numpy(dtype=np.float64)  # (rows, k)
         hist = [levels[panel.rows(i)] for i in range(len(panel.ids))]  # each (T_i, k)
+        res = self._recursive(panel, horizon, n)
+        self.methods = [choose(e) for e in self._backtest(panel, horizon, n, hist)]
+        for i, name in enumerate(self.methods):
+            if n[i] > 0:
+                f = candidates(res[i], hist[i][: n[i]], spec.season)[name]
+                res[i] = f if np.isfinite(f).all() else res[i]  # a gap at the end: the model
+        return res
+
+    def _backtest(
+        self, panel: Panel, horizon: int, n: np.ndarray, hist: list[np.ndarray]
+    ) -> list[dict[str, list[float]]]:
+        """Per sequence and method: the mean absolute error (per target's scale) of each
+        backtest forecast from :func:`backtest_origins` within its first ``n[i]`` rows."""
+        spec = self.spec
         sd = np.array([spec.sd[c] for c in spec.targets])
         origins = [backtest_origins(int(m), horizon, int(spec.season)) for m in n]
         errors: list[dict[str, list[float]]] = [{} for _ in hist]
@@ -111,20 +126,11 @@ class Predictor:
                 if o == 0:
                     continue
                 truth = hist[i][o : o + horizon]  # (horizon, k)
-                cands = {"model": model[i], **simple_forecasts(hist[i][:o], spec.season, horizon)}
-                for name, f in cands.items():
+                for name, f in candidates(model[i], hist[i][:o], spec.season).items():
                     err = np.nanmean(np.abs(f - truth) / sd) if np.isfinite(truth).any() else np.nan
                     if np.isfinite(err):
                         errors[i].setdefault(name, []).append(float(err))
-        res = self._recursive(panel, horizon, n)
-        self.methods = [choose(e) for e in errors]
-        for i, name in enumerate(self.methods):
-            simple = (
-                simple_forecasts(hist[i][: n[i]], spec.season, horizon).get(name) if n[i] else None
-            )
-            if name != "model" and simple is not None and np.isfinite(simple).all():
-                res[i] = simple
-        return res
+        return errors
 
     def _recursive(self, panel: Panel, horizon: int, upto: np.ndarray | None) -> list[np.ndarray]:
         """Per sequence: (horizon, k) recursive forecasts of the model past row ``upto[i] - 1``
