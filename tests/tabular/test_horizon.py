@@ -61,3 +61,15 @@ def test_helpers():
     assert candidates(np.ones((2, 1)), y, 12)["seasonal_naive"][:, 0].tolist() == [4.0, 4.0]
     assert backtest_origins(20, 4, 12) == [16, 14]
     assert choose({}) == "model" and choose({"model": [1.0], "naive": [1.0]}) == "model"
+
+
+def test_the_report_says_where_the_fallback_is_used():
+    from tbptt.tabular.report import evaluate_run
+
+    t = np.arange(48)
+    df = pd.DataFrame({"id": "s", "y": np.tile([0.0, 5.0, 1.0, 7.0], 12), "t": t})
+    pred, _ = predictor(df, season=4)
+    pred.extra["n_train"] = [40]
+    pred.cfg.horizon = 4
+    text = evaluate_run(pred, df)["verdict"]
+    assert "lost its backtest on 1 of 1 sequences, which use instead: seasonal naive (1)" in text
