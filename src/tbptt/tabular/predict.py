@@ -3,7 +3,10 @@ class probabilities. Used by ``tbptt predict``, the end-of-training report and `
 
 Forecasts past the end are recursive: each step's prediction of the targets and of the past-only
 covariates (forecast jointly by the same head) becomes the next step's input; known covariates
-and categorical ones keep their last value past the end of the file.
+and categorical ones keep their last value past the end of the file. Each step stays within the
+history's widened range, and a sequence whose own recent past shows the recursion losing to its
+blend with the seasonal naive forecast, or to the naive or seasonal naive forecast, uses that
+one instead (``horizon.py``; the choice per sequence is :attr:`Predictor.methods`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from tbptt.tabular.horizon import backtest_origins, candidates, choose, clip_range
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import Spec, feature_arrays, forecast_arrays, forecast_inputs
 
@@ -29,6 +33,7 @@ class Predictor:
         self.cfg = cfg
         self.extra = extra
         self.spec = Spec.from_dict(extra["spec"])
+        self.methods: list[str] = []  # per sequence: the last forecast's method (horizon.py)
 
     def panel(self, data: str | pd.DataFrame) -> Panel:
         """A file path or DataFrame as the run's panel (its --id/--time columns)."""
@@ -89,8 +94,47 @@ class Predictor:
     def forecast(
         self, panel: Panel, horizon: int, upto: np.ndarray | None = None
     ) -> list[np.ndarray]:
-        """Per sequence: (horizon, k) recursive forecasts past row ``upto[i] - 1`` (default: the
-        end), in the data's units."""
+        """Per sequence: (horizon, k) forecasts past row ``upto[i] - 1`` (default: the end), in
+        the data's units: the model's recursive one, or the blend, naive or seasonal naive one
+        where a backtest over the sequence's rows before that point favours it
+        (:func:`tbptt.tabular.horizon.choose`)."""
+        spec = self.spec
+        n = panel.lengths.copy() if upto is None else np.asarray(upto, dtype=np.int64)
+        levels = panel.frame[list(spec.targets)].to_numpy(dtype=np.float64)  # (rows, k)
+        hist = [levels[panel.rows(i)] for i in range(len(panel.ids))]  # each (T_i, k)
+        res = self._recursive(panel, horizon, n)
+        self.methods = [choose(e) for e in self._backtest(panel, horizon, n, hist)]
+        for i, name in enumerate(self.methods):
+            if n[i] > 0:
+                f = candidates(res[i], hist[i][: n[i]], spec.season)[name]
+                res[i] = f if np.isfinite(f).all() else res[i]  # a gap at the end: the model
+        return res
+
+    def _backtest(
+        self, panel: Panel, horizon: int, n: np.ndarray, hist: list[np.ndarray]
+    ) -> list[dict[str, list[float]]]:
+        """Per sequence and method: the mean absolute error (per target's scale) of each
+        backtest forecast from :func:`backtest_origins` within its first ``n[i]`` rows."""
+        spec = self.spec
+        sd = np.array([spec.sd[c] for c in spec.targets])
+        origins = [backtest_origins(int(m), horizon, int(spec.season)) for m in n]
+        errors: list[dict[str, list[float]]] = [{} for _ in hist]
+        for j in range(max((len(o) for o in origins), default=0)):
+            at = np.array([o[j] if j < len(o) else 0 for o in origins], dtype=np.int64)
+            model = self._recursive(panel, horizon, at)
+            for i, o in enumerate(at.tolist()):
+                if o == 0:
+                    continue
+                truth = hist[i][o : o + horizon]  # (horizon, k)
+                for name, f in candidates(model[i], hist[i][:o], spec.season).items():
+                    err = np.nanmean(np.abs(f - truth) / sd) if np.isfinite(truth).any() else np.nan
+                    if np.isfinite(err):
+                        errors[i].setdefault(name, []).append(float(err))
+        return errors
+
+    def _recursive(self, panel: Panel, horizon: int, upto: np.ndarray | None) -> list[np.ndarray]:
+        """Per sequence: (horizon, k) recursive forecasts of the model past row ``upto[i] - 1``
+        (NaN where ``upto[i]`` is 0), each step within :func:`clip_range` of the history."""
         spec = self.spec
         k, pnum = len(spec.targets), len(spec.past)
         sdc = np.array([spec.sd_change[c] for c in spec.targets])
@@ -102,6 +146,7 @@ class Predictor:
                 res.append(np.full((horizon, k), np.nan))
                 continue
             z = a["z"][:n].copy()
+            lo, hi = clip_range(z)  # (k,) each
             miss = np.zeros_like(z)
             past = a["past"][:n].copy()
             full_past = feature_arrays(panel.frame, spec, known_only=False)[panel.rows(i)][:n]
@@ -109,7 +154,7 @@ class Predictor:
             state, y = r["state"], r["last"]
             preds = []
             for _ in range(horizon):
-                znext = z[-1] + y[:k] * sdc
+                znext = np.clip(z[-1] + y[:k] * sdc, lo, hi)
                 preds.append(znext)
                 pnext = past[-1] + y[k : k + pnum]
                 z = np.concatenate([z, znext[None]], 0)

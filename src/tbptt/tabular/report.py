@@ -62,6 +62,13 @@ def _evaluate_forecast(pred: Predictor, panel: Panel) -> dict[str, Any]:
         }
         lines.append(verdict(model[col]["one_step"], base, col, "one_step"))
         lines.append(verdict(model[col]["horizon"], base, col, "horizon", horizon))
+    used = [m.replace("_", " ") for m in pred.methods if m != "model"]
+    if used:  # the horizon guard's fallback (horizon.py), said where it is used
+        lines.append(
+            f"horizon: the model's recursive forecast lost its backtest on {len(used)} of "
+            f"{len(pred.methods)} sequences, which use instead: "
+            + ", ".join(f"{m} ({used.count(m)})" for m in sorted(set(used)))
+        )
     return {
         "model": model,
         "baselines": base,
