@@ -1,0 +1,170 @@
+"""The public series of ``benchmarks/forecast.py``: real data shipped inside Python packages.
+
+Each loader returns a long table (one row per step; columns ``id``, ``time``, the target and
+its covariates) and a :class:`Spec` saying which column is which, the season ``m`` used for the
+seasonal-naive baseline and the MASE scale, and the horizon ``H``. Nothing is downloaded: every
+file comes with ``statsmodels``, ``pmdarima`` or ``sktime`` (the ``bench`` extra).
+
+| name | source | steps | m | H | covariates |
+|---|---|---|---|---|---|
+| sunspots | statsmodels, yearly 1700-2008 | 309 | 11 | 11 | |
+| co2 | statsmodels, weekly Mauna Loa, monthly means | 526 | 12 | 12 | |
+| elnino | statsmodels, monthly sea surface temperature | 732 | 12 | 12 | |
+| elec_equip | statsmodels, monthly electrical equipment orders | 257 | 12 | 12 | |
+| grunfeld | statsmodels, 10 firms x 20 years investment | 10 x 20 | 1 | 4 | value, capital |
+| interest_inflation | statsmodels, quarterly German rate R | 107 | 4 | 4 | Dp |
+| austres | pmdarima, quarterly Australian residents | 89 | 4 | 8 | |
+| heartrate | pmdarima, heart rate every 0.5 s | 150 | 1 | 10 | |
+| shampoo | sktime ShampooSales, monthly | 36 | 12 | 6 | |
+| seatbelts | sktime, monthly UK road casualties KSI | 192 | 12 | 12 | law |
+| solar | sktime, half-hourly UK solar generation | 289 | 48 | 48 | |
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["DATASETS", "Spec", "load"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Which columns of a dataset's long table are what, and its season and horizon."""
+
+    name: str
+    target: str
+    season: int
+    horizon: int
+    id: str | None = None  # a panel: one sequence per value
+    time: str = "time"
+    features: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _package_file(package: str, *parts: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"{package} is not installed; pip install -e '.[bench]'")
+    return Path(spec.origin).parent.joinpath(*parts)
+
+
+def _monthly(values: np.ndarray, start: str) -> pd.Series:
+    return pd.Series(pd.date_range(start, periods=len(values), freq="MS").strftime("%Y-%m-%d"))
+
+
+def _sunspots() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    d = sm.datasets.sunspots.load_pandas().data
+    return pd.DataFrame({"time": d["YEAR"].astype(int), "y": d["SUNACTIVITY"].astype(float)})
+
+
+def _co2() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    weekly = sm.datasets.co2.load_pandas().data["co2"]
+    monthly = weekly.resample("MS").mean().interpolate()  # 4 weekly gaps bridged linearly
+    return pd.DataFrame({"time": monthly.index.strftime("%Y-%m-%d"), "y": monthly.to_numpy()})
+
+
+def _elnino() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    wide = sm.datasets.elnino.load_pandas().data
+    y = wide.drop(columns="YEAR").to_numpy(dtype=float).reshape(-1)  # row-major: year, month
+    return pd.DataFrame({"time": _monthly(y, f"{int(wide['YEAR'].iloc[0])}-01-01"), "y": y})
+
+
+def _elec_equip() -> pd.DataFrame:
+    from statsmodels.datasets import elec_equip
+
+    d = elec_equip.load_pandas().data.iloc[:, 0]
+    return pd.DataFrame({"time": d.index.strftime("%Y-%m-%d"), "y": d.to_numpy(dtype=float)})
+
+
+def _grunfeld() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    d = sm.datasets.grunfeld.load_pandas().data
+    out = d.rename(columns={"firm": "id", "year": "time", "invest": "y"})
+    out["time"] = out["time"].astype(int)
+    return out[["id", "time", "y", "value", "capital"]].reset_index(drop=True)
+
+
+def _interest_inflation() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    d = sm.datasets.interest_inflation.load_pandas().data
+    months = (d["quarter"].astype(int) - 1) * 3 + 1
+    time = pd.to_datetime({"year": d["year"].astype(int), "month": months, "day": 1})
+    return pd.DataFrame({"time": time.dt.strftime("%Y-%m-%d"), "y": d["R"], "Dp": d["Dp"]})
+
+
+def _austres() -> pd.DataFrame:
+    from pmdarima import datasets
+
+    y = np.asarray(datasets.load_austres(), dtype=float)  # 1971 Q2 to 1993 Q2
+    time = pd.date_range("1971-04-01", periods=len(y), freq="QS").strftime("%Y-%m-%d")
+    return pd.DataFrame({"time": time, "y": y})
+
+
+def _heartrate() -> pd.DataFrame:
+    from pmdarima import datasets
+
+    y = np.asarray(datasets.load_heartrate(), dtype=float)
+    return pd.DataFrame({"time": np.arange(len(y)), "y": y})
+
+
+def _shampoo() -> pd.DataFrame:
+    d = pd.read_csv(_package_file("sktime", "datasets", "data", "ShampooSales", "ShampooSales.csv"))
+    return pd.DataFrame({"time": d["Time"] + "-01", "y": d["Sales"].astype(float)})
+
+
+def _seatbelts() -> pd.DataFrame:
+    d = pd.read_csv(_package_file("sktime", "datasets", "data", "seatbelts", "seatbelts.csv"))
+    return pd.DataFrame({"time": d.iloc[:, 0], "y": d["KSI"].astype(float), "law": d["label"]})
+
+
+def _solar() -> pd.DataFrame:
+    d = pd.read_csv(_package_file("sktime", "datasets", "data", "solar", "solar.csv"))
+    time = pd.to_datetime(d["datetime_gmt"]).dt.strftime("%Y-%m-%d %H:%M:%S")
+    return pd.DataFrame({"time": time, "y": d["solar_gen"].astype(float)})
+
+
+DATASETS: dict[str, tuple[Spec, Callable[[], pd.DataFrame]]] = {
+    "sunspots": (Spec("sunspots", "y", season=11, horizon=11), _sunspots),
+    "co2": (Spec("co2", "y", season=12, horizon=12), _co2),
+    "elnino": (Spec("elnino", "y", season=12, horizon=12), _elnino),
+    "elec_equip": (Spec("elec_equip", "y", season=12, horizon=12), _elec_equip),
+    "grunfeld": (
+        Spec("grunfeld", "y", season=1, horizon=4, id="id", features=("value", "capital")),
+        _grunfeld,
+    ),
+    "interest_inflation": (
+        Spec("interest_inflation", "y", season=4, horizon=4, features=("Dp",)),
+        _interest_inflation,
+    ),
+    "austres": (Spec("austres", "y", season=4, horizon=8), _austres),
+    "heartrate": (Spec("heartrate", "y", season=1, horizon=10), _heartrate),
+    "shampoo": (Spec("shampoo", "y", season=12, horizon=6), _shampoo),
+    "seatbelts": (Spec("seatbelts", "y", season=12, horizon=12, features=("law",)), _seatbelts),
+    "solar": (Spec("solar", "y", season=48, horizon=48), _solar),
+}
+
+
+def load(name: str) -> tuple[Spec, pd.DataFrame]:
+    """The spec and long table of one public dataset (an ``id`` column is always present)."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset={name!r} is not known; choose one of {sorted(DATASETS)}.")
+    spec, loader = DATASETS[name]
+    frame = loader()
+    if "id" not in frame.columns:
+        frame.insert(0, "id", name)
+    if frame[spec.target].isna().any():
+        raise ValueError(f"{name}: the target has {int(frame[spec.target].isna().sum())} NaNs.")
+    return spec, frame
