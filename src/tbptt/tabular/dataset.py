@@ -16,8 +16,9 @@ Defaults (each only where the option is not given):
 - budget: 40 epochs, between 400 and 2,000 updates, and at most 2 minutes of training; validation 25 times; patience 8 evaluations
   (12 for regress, whose few validation sequences are noisy); the best checkpoint by
   validation is what predict uses;
-- classify (one label per sequence, few sequences): 300 epochs, between 1,000 and 3,000
-  updates, at most 1.5 minutes; patience 25 (the best of all validations is kept); gradient
+- classify (one label per sequence, few sequences): 300 epochs, or fewer where they would not
+  fit in about 75 s on one core (``CLASSIFY_STEPS_PER_RUN``), between 200 and 5,000 updates,
+  and at most 1.5 minutes; patience 25 (the best of all validations is kept); gradient
   clipping at norm 10 where ``--clip`` is left at its default 1 (clipping at 1 slowed the fit
   of a 251-step LSTM on 24 sequences); validation fraction 0.3 under 100 sequences, so that
   every class has a few validation sequences; the readout pools the hidden states over the
@@ -167,6 +168,12 @@ def detect_season(panel: Panel, col: str) -> int:
     return int(s.periods[0]) if s.periods else 1
 
 
+CLASSIFY_STEPS_PER_RUN = 7_500_000
+"""Batch x window steps that one CPU core trains in about 75 s (a hidden-32 LSTM: about 10^5
+steps per second, measured on the UCR sets of ``benchmarks/classify.py``): the classify budget
+in updates, so that the learning-rate schedule runs to its end within the time cap."""
+
+
 def _or(value: Any, default: Any) -> Any:
     """The given option, else the default (0 is given: the config's check refuses it)."""
     return default if value is None else value
@@ -197,7 +204,8 @@ def data_defaults(cfg: Any) -> Any:
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         if classify:  # few sequences, one target each: many epochs, the best by validation
-            budget["updates"] = int(np.clip(300 * per_epoch, 1000, 3000))
+            fit = CLASSIFY_STEPS_PER_RUN // (max(1, batch) * max(1, k1))  # the cosine ends
+            budget["updates"] = int(np.clip(min(300 * per_epoch, fit), 200, 5000))
             budget["minutes"] = 1.5  # with reading, validation and saving: under 2 minutes
         else:
             budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
