@@ -58,7 +58,7 @@ def test_classify_defaults_for_a_small_set(tmp_path):
     )
     assert (cfg.k1, cfg.k2) == (30, 60)  # the whole sequence, whatever its place in a row
     assert cfg.val_fraction == 0.3 and cfg.lr == 5e-3 and cfg.clip == 10.0
-    assert cfg.minutes == 1.5 and cfg.updates == 300 * (40 * 30 // (10 * 30))  # 300 epochs
+    assert cfg.minutes == 1.5 and cfg.updates == 750 * (40 * 30 // (10 * 30))  # 750 epochs
     given = data_defaults(
         RunConfig(task="classify", data=str(path), target="label", id="id", clip=2.0, lr=1e-3)
     )

@@ -16,7 +16,7 @@ Defaults (each only where the option is not given):
 - budget: 40 epochs, between 400 and 2,000 updates, and at most 2 minutes of training; validation 25 times; patience 8 evaluations
   (12 for regress, whose few validation sequences are noisy); the best checkpoint by
   validation is what predict uses;
-- classify (one label per sequence, few sequences): 300 epochs, or fewer where they would not
+- classify (one label per sequence, few sequences): 750 epochs, or fewer where they would not
   fit in about 75 s on one core (``CLASSIFY_STEPS_PER_RUN``), between 200 and 5,000 updates,
   and at most 1.5 minutes; patience 25 (the best of all validations is kept); gradient
   clipping at norm 10 where ``--clip`` is left at its default 1 (clipping at 1 slowed the fit
@@ -205,7 +205,7 @@ def data_defaults(cfg: Any) -> Any:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         if classify:  # few sequences, one target each: many epochs, the best by validation
             fit = CLASSIFY_STEPS_PER_RUN // (max(1, batch) * max(1, k1))  # the cosine ends
-            budget["updates"] = int(np.clip(min(300 * per_epoch, fit), 200, 5000))
+            budget["updates"] = int(np.clip(min(750 * per_epoch, fit), 200, 5000))
             budget["minutes"] = 1.5  # with reading, validation and saving: under 2 minutes
         else:
             budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
