@@ -12,11 +12,17 @@ Defaults (each only where the option is not given):
   that (up to 1,024 and 2,048), so the last step's loss reaches back over the whole sequence
   wherever it starts in its packed row;
 - batch: a quarter of the ids, at least 4 (all when fewer), at most 32; hidden 32 (64 past
-  20,000 steps); Adam lr 5e-3 (forecast), 2e-3 (classify, regress: fewer, noisier
-  targets);
+  20,000 steps); Adam lr 5e-3 (forecast, classify), 2e-3 (regress: fewer, noisier targets);
 - budget: 40 epochs, between 400 and 2,000 updates, and at most 2 minutes of training; validation 25 times; patience 8 evaluations
-  (12 for classify / regress, whose few validation sequences are noisy); the best checkpoint by
+  (12 for regress, whose few validation sequences are noisy); the best checkpoint by
   validation is what predict uses;
+- classify (one label per sequence, few sequences): 750 epochs, or fewer where they would not
+  fit in about 75 s on one core (``CLASSIFY_STEPS_PER_RUN``), between 200 and 5,000 updates,
+  and at most 1.5 minutes; patience 25 (the best of all validations is kept); gradient
+  clipping at norm 10 where ``--clip`` is left at its default 1 (clipping at 1 slowed the fit
+  of a 251-step LSTM on 24 sequences); validation fraction 0.3 under 100 sequences, so that
+  every class has a few validation sequences; the readout pools the hidden states over the
+  sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``);
 - horizon: two seasons, at most 48 (12 without a season).
 """
 
@@ -162,6 +168,12 @@ def detect_season(panel: Panel, col: str) -> int:
     return int(s.periods[0]) if s.periods else 1
 
 
+CLASSIFY_STEPS_PER_RUN = 7_500_000
+"""Batch x window steps that one CPU core trains in about 75 s (a hidden-32 LSTM: about 10^5
+steps per second, measured on the UCR sets of ``benchmarks/classify.py``): the classify budget
+in updates, so that the learning-rate schedule runs to its end within the time cap."""
+
+
 def _or(value: Any, default: Any) -> Any:
     """The given option, else the default (0 is given: the config's check refuses it)."""
     return default if value is None else value
@@ -187,11 +199,17 @@ def data_defaults(cfg: Any) -> Any:
         k1_default = min(64, longest)
     k1 = _or(cfg.k1, k1_default)
     batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
+    classify = task == "classify"
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
-        budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
-        budget["minutes"] = 2.0  # a cap for long files and busy machines (the first one stops)
+        if classify:  # few sequences, one target each: many epochs, the best by validation
+            fit = CLASSIFY_STEPS_PER_RUN // (max(1, batch) * max(1, k1))  # the cosine ends
+            budget["updates"] = int(np.clip(min(750 * per_epoch, fit), 200, 5000))
+            budget["minutes"] = 1.5  # with reading, validation and saving: under 2 minutes
+        else:
+            budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
+            budget["minutes"] = 2.0  # a cap for long files and busy machines (the first one stops)
     updates = budget.get("updates", _or(cfg.updates, 1000))
     horizon = None
     if task == "forecast":
@@ -205,8 +223,10 @@ def data_defaults(cfg: Any) -> Any:
         k1=k1,
         k2=_or(cfg.k2, k2_default if cfg.k1 is None and k2_default else k1),
         batch_size=batch,
-        lr=_or(cfg.lr, 5e-3 if task == "forecast" else 2e-3),
+        lr=_or(cfg.lr, 2e-3 if task == "regress" else 5e-3),
+        clip=10.0 if classify and cfg.clip == 1.0 else cfg.clip,
         eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
-        patience=_or(cfg.patience, 8 if task == "forecast" else 12),
+        patience=_or(cfg.patience, 8 if task == "forecast" else 25 if classify else 12),
+        val_fraction=_or(cfg.val_fraction, 0.3 if classify and n < 100 else None),
         **budget,
     )

@@ -64,6 +64,7 @@ def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
         cell=cfg.cell,
         dropout=cfg.dropout,
         zero_head=spec.task == "forecast",
+        pool=extra.get("readout") == "pool",
     )
 
 
@@ -212,6 +213,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn=loss_fn,
         baselines=baselines,
         split={"val_ids": [int(i) for i in np.flatnonzero(val)]},
+        extra={"readout": "pool"} if cfg.task == "classify" else {},
         desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
         weighted=cfg.task == "regress",
     )
@@ -272,6 +274,7 @@ def build_data_job(cfg: Any) -> Any:
         "data": str(cfg.data),
         "streamed": ds.streamed is not None,
         **parts.split,
+        **parts.extra,
     }
     return Job(
         model=build_data_model(cfg, extra),

@@ -2,7 +2,11 @@
 
 - :class:`TabularRNN`: LSTM/GRU/RNN over the prepared input rows -> a linear head. For
   forecasting the head starts at zero, so the untrained model predicts "no change": the naive
-  forecast, the baseline every model has to beat.
+  forecast, the baseline every model has to beat. For classification the head reads a pooled
+  summary (``pool=True``): the hidden state with the running mean and max of the hidden states
+  since the sequence began, carried in the state so that it streams chunk by chunk (mean/max
+  pooling over time as in Wang, Yan & Oates, 2017, "Time series classification from scratch
+  with deep neural networks: a strong baseline", IJCNN).
 - :func:`weighted_mse`: targets ``(B, L, 3K)`` hold K values, their K mask weights (0 where a
   value is missing or not to be learned; the metrics count these) and K loss weights.
 - :class:`ForecastMetrics` / :class:`ClassifyMetrics` / :class:`RegressMetrics`: what the
@@ -39,6 +43,17 @@ class TabularRNN(nn.Module):
     """Recurrent layers over ``(B, T, F)`` input rows, then a linear head to ``(B, T, out)``.
 
     ``zero_head``: the head's weights start at zero (forecasting: the naive forecast at init).
+    ``pool``: the head reads ``[h_t, mean(h_1..h_t), max(h_1..h_t)]`` (3H) instead of ``h_t``;
+    the state is then ``(rnn state, (sum (B, H), count (B, 1), max (B, H)))``: the engine's
+    resets zero it, and a zero count starts the pooling afresh.
+
+    >>> m = TabularRNN(2, 3, hidden=4, pool=True, zero_head=False)
+    >>> x = torch.randn(1, 6, 2)
+    >>> y1, s = m(x[:, :4], None)
+    >>> y2, _ = m(x[:, 4:], s)                       # two chunks = one pass
+    >>> y, _ = m(x, None)
+    >>> bool(torch.allclose(torch.cat([y1, y2], 1), y, atol=1e-6))
+    True
     """
 
     def __init__(
@@ -51,18 +66,41 @@ class TabularRNN(nn.Module):
         cell: str = "lstm",
         dropout: float = 0.0,
         zero_head: bool = True,
+        pool: bool = False,
     ) -> None:
         super().__init__()
+        self.pool = pool
         self.rnn = make_rnn(cell, features, hidden, layers, dropout)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, out)
+        self.head = nn.Linear(3 * hidden if pool else hidden, out)
         if zero_head:
             nn.init.zeros_(self.head.weight)
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
-        h, state = self.rnn(x, state)  # (B, T, H)
-        return self.head(self.drop(h)), state  # (B, T, out)
+        if not self.pool:
+            h, state = self.rnn(x, state)  # (B, T, H)
+            return self.head(self.drop(h)), state  # (B, T, out)
+        rnn_state, pooled = (None, None) if state is None else state
+        h, rnn_state = self.rnn(x, rnn_state)  # (B, T, H)
+        feats, pooled = _pooled(h, pooled)  # (B, T, 3H)
+        return self.head(self.drop(feats)), (rnn_state, pooled)
+
+
+def _pooled(h: Tensor, carried: Any) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """``h`` (B, T, H) -> ``[h, running mean, running max]`` (B, T, 3H) and the carried
+    ``(sum (B, H), count (B, 1), max (B, H))``; a row whose count is 0 starts afresh."""
+    b, t, _ = h.shape
+    if carried is None:
+        carried = (h.new_zeros(b, h.shape[2]), h.new_zeros(b, 1), h.new_zeros(b, h.shape[2]))
+    total, count, peak = carried
+    steps = torch.arange(1, t + 1, device=h.device, dtype=h.dtype).view(1, t, 1)
+    sums = total.unsqueeze(1) + h.cumsum(1)  # (B, T, H)
+    counts = count.unsqueeze(1) + steps  # (B, T, 1)
+    floor = torch.where(count > 0, peak, torch.full_like(peak, -torch.inf))  # (B, H)
+    peaks = torch.maximum(h.cummax(1).values, floor.unsqueeze(1))  # (B, T, H)
+    feats = torch.cat([h, sums / counts, peaks], -1)
+    return feats, (sums[:, -1], counts[:, -1], peaks[:, -1])
 
 
 def weighted_mse(y: Tensor, targets: Tensor) -> Tensor:

@@ -1,0 +1,65 @@
+"""Sequence classification from a --data file: the pooled readout and the chosen defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tbptt import losses
+from tbptt.data import StreamBatcher
+from tbptt.tabular.dataset import data_defaults
+from tbptt.tabular.model import TabularRNN
+from tbptt.train.config import RunConfig
+from tbptt.train.evaluation import evaluate
+from tbptt.train.metrics import Metrics
+
+
+class _Ends(Metrics):
+    """Keeps the outputs at the unmasked steps (the sequences' last steps)."""
+
+    def reset(self) -> None:
+        self.out: list[torch.Tensor] = []
+
+    def accumulate(self, outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> None:
+        self.out.append(outputs[mask.bool()])
+
+
+def test_pooled_readout_streamed_with_resets_equals_each_sequence_alone():
+    torch.manual_seed(0)
+    model = TabularRNN(2, 3, hidden=5, pool=True, zero_head=False).double()
+    lengths = [7, 3, 9, 4]
+    xs = [torch.randn(n, 2, dtype=torch.float64) for n in lengths]
+    ys = [torch.tensor(i % 3) for i in range(len(lengths))]
+    # one row, chunks of 5 steps: sequences start and end inside chunks and span chunk borders
+    stream = StreamBatcher(xs, ys, batch_size=1, chunk_len=5, target_at="end")
+    ends = _Ends()
+    evaluate(model, losses.cross_entropy, stream, metrics=ends, device="cpu")
+    streamed = torch.cat(ends.out)  # (4, 3) logits at each sequence's end, in stream order
+    with torch.no_grad():
+        alone = torch.cat([model(x.unsqueeze(0), None)[0][:, -1] for x in xs])
+    torch.testing.assert_close(streamed, alone)
+    # the pooled features are what the definition says: mean and max of h over the sequence
+    with torch.no_grad():
+        h, _ = model.rnn(xs[2].unsqueeze(0), None)
+        feats = torch.cat([h[0, -1], h[0].mean(0), h[0].max(0).values])
+        torch.testing.assert_close(model.head(feats), alone[2])
+
+
+def test_classify_defaults_for_a_small_set(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [
+        (i, t, float(v), "ab"[i % 2]) for i in range(40) for t, v in enumerate(rng.normal(size=30))
+    ]
+    path = tmp_path / "c.csv"
+    pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
+    cfg = data_defaults(
+        RunConfig(task="classify", data=str(path), target="label", id="id", time="t")
+    )
+    assert (cfg.k1, cfg.k2) == (30, 60)  # the whole sequence, whatever its place in a row
+    assert cfg.val_fraction == 0.3 and cfg.lr == 5e-3 and cfg.clip == 10.0
+    assert cfg.minutes == 1.5 and cfg.updates == 750 * (40 * 30 // (10 * 30))  # 750 epochs
+    given = data_defaults(
+        RunConfig(task="classify", data=str(path), target="label", id="id", clip=2.0, lr=1e-3)
+    )
+    assert (given.clip, given.lr) == (2.0, 1e-3)  # options the user gives are kept
