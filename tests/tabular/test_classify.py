@@ -60,6 +60,6 @@ def test_classify_defaults_for_a_small_set(tmp_path):
     assert cfg.val_fraction == 0.3 and cfg.lr == 5e-3 and cfg.clip == 10.0
     assert cfg.minutes == 1.5 and cfg.updates == 750 * (40 * 30 // (10 * 30))  # 750 epochs
     given = data_defaults(
-        RunConfig(task="classify", data=str(path), target="label", id="id", clip=2.0, lr=1e-3)
+        RunConfig(task="classify", data=str(path), target="label", id="id", clip=1.0, lr=1e-3)
     )
-    assert (given.clip, given.lr) == (2.0, 1e-3)  # options the user gives are kept
+    assert (given.clip, given.lr) == (1.0, 1e-3)  # options the user gives are kept, 1 too

@@ -158,7 +158,9 @@ class RunConfig:
     )
     warmup: int = _f(0, "updates of linear warm-up", "optim")
     min_lr_ratio: float = _f(0.1, "the schedule ends at lr x this", "optim")
-    clip: float = _f(1.0, "clip the gradient norm to this (0: off)", "optim")
+    clip: float | None = _f(
+        None, "clip the gradient norm to this (0: off; default 1, --task classify 10)", "optim"
+    )
     amp: str = _f(
         "auto",
         "mixed precision: auto = fp16 + GradScaler on CUDA, off on CPU",
@@ -224,6 +226,8 @@ class RunConfig:
             out = replace(out, chunk_len=out.k1)
         if out.rule_options is None:
             out = replace(out, rule_options={})
+        if out.clip is None:
+            out = replace(out, clip=1.0)
         if out.updates is None and out.minutes is None and out.epochs is None:
             b = _BUDGET[out.task]
             out = replace(out, **b)
@@ -270,7 +274,7 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name} must be a positive integer, got {v!r}.")
-        if self.clip < 0:
+        if self.clip is not None and self.clip < 0:
             raise ValueError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}.")
         ac = self.activation_checkpointing
         if ac is not None and ac != "sqrt" and not (str(ac).isdigit() and int(ac) > 0):
