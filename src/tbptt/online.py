@@ -94,8 +94,11 @@ class OnlineLayer(nn.Module):
             )
 
     def sensitivity_params(self) -> Sequence[Tensor]:
-        """The parameters whose sensitivities the state carries, in the state's order."""
-        raise NotImplementedError
+        """The parameters whose sensitivities the state carries, in the state's order (each
+        subclass says which: :class:`tbptt.models.MinGRU`, :class:`tbptt.models.LRU`)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is an OnlineLayer and must define sensitivity_params()."
+        )
 
 
 def online_layers(model: Any) -> list[OnlineLayer]:
