@@ -190,6 +190,18 @@ def test_undecodable_corpus_is_one_line_naming_corpus(tmp_path, content, words):
     assert not (tmp_path / "runs").exists()
 
 
+def test_k1_longer_than_a_row_is_one_warning_line(tmp_path, corpus):
+    """k1 past the rows' length trains full BPTT over each row: said once, training goes on."""
+    args = text_args(corpus, "--updates", "2", "--batch-size", "8", "--k1", "5000")
+    code, _, err = run_cli(args, tmp_path)
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if "--k1 5000" in line]
+    assert len(warning) == 1 and warning[0].startswith("tbptt: warning: --k1 5000 is longer")
+    assert "full BPTT over a row" in warning[0]
+    code, _, err = run_cli(text_args(corpus, "--updates", "2", "--name", "ok"), tmp_path)
+    assert code == 0 and "warning" not in err, err
+
+
 def test_full_bptt_on_a_long_corpus_is_refused_before_any_file_is_written(tmp_path):
     """--rule bptt keeps the whole stream for one backward: ~100 GiB here, refused at once."""
     long = tmp_path / "long.txt"

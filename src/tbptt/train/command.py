@@ -318,6 +318,14 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
             f"{sorted(set(cfg.prompt) - vocab)!r}. Use characters of the training corpus."
         )
     check_fits(job.model, int(cfg.batch_size), steps_kept(cfg, job), device)
+    row = getattr(job.train, "steps_per_row", None)
+    if cfg.rule != "bptt" and row is not None and int(cfg.k1) > int(row):
+        print(
+            f"tbptt: warning: --k1 {cfg.k1} is longer than each of the {cfg.batch_size} rows "
+            f"({row:,} steps): every update is full BPTT over a row. Lower --k1 (or "
+            "--batch-size, for longer rows) for truncated updates.",
+            file=sys.stderr,
+        )
     engine_options: dict[str, Any] = {**job.engine_options, **rule_engine_options}
     ac = cfg.activation_checkpointing
     if ac is not None:
