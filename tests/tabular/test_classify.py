@@ -73,7 +73,7 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     from tbptt.tabular.model import classify_scores
 
     rng = np.random.default_rng(0)
-    n_steps, rows = 256, []  # 2 x PATCH_STEPS (128): patches of 2 values, 128 steps
+    n_steps, rows = 256, []  # > PATCH_STEPS (128): patches of 2 values, 128 steps
     for i in range(12):
         x = np.sin(np.arange(n_steps) / (3 + 3 * (i % 2))) + 0.3 * rng.normal(size=n_steps)
         rows += [(i, t, float(v), "ab"[i % 2]) for t, v in enumerate(x)]

@@ -22,8 +22,8 @@ Defaults (each only where the option is not given):
   clipping at norm 10 unless ``--clip`` is given (clipping at 1 slowed the fit
   of a 251-step LSTM on 24 sequences); validation fraction 0.3 under 100 sequences, so that
   every class has a few validation sequences; the readout pools the hidden states over the
-  sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``); a univariate sequence of
-  ``2 * PATCH_STEPS`` steps or more goes in patches of ``p`` values per recurrent step
+  sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``); a univariate sequence longer
+  than ``PATCH_STEPS`` goes in patches of ``p`` values per recurrent step
   (:func:`patch_size`), and k1, k2 and the budget count those steps;
 - horizon: two seasons, at most 48 (12 without a season).
 """
@@ -178,20 +178,19 @@ in updates, so that the learning-rate schedule runs to its end within the time c
 
 
 PATCH_STEPS = 128
-"""Classify: a univariate sequence of twice as many steps or more is fed in patches."""
+"""Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches."""
 
 
 def patch_size(ds: DataSet, lengths: np.ndarray) -> int:
     """Values per recurrent step (:func:`tbptt.tabular.prepare.patches`): classify with one
-    numeric feature: the most that leave the longest sequence ``PATCH_STEPS`` steps or more
-    (ACSF1's 1,460 steps: 11; ArrowHead's 251: 1, as patches of 2 lost on its validation
-    split); otherwise 1."""
+    numeric feature: the fewest that bring the longest sequence to ``PATCH_STEPS`` steps or
+    fewer (ArrowHead's 251 steps: 2; ACSF1's 1,460: 12); otherwise 1."""
     frame = ds.panel.frame
     if ds.task != "classify" or len(ds.features) != 1:
         return 1
     if not pd.api.types.is_numeric_dtype(frame[ds.features[0]]):
         return 1
-    return max(1, int(lengths.max()) // PATCH_STEPS)
+    return max(1, -(-int(lengths.max()) // PATCH_STEPS))
 
 
 def _or(value: Any, default: Any) -> Any:
