@@ -22,7 +22,9 @@ Defaults (each only where the option is not given):
   clipping at norm 10 unless ``--clip`` is given (clipping at 1 slowed the fit
   of a 251-step LSTM on 24 sequences); validation fraction 0.3 under 100 sequences, so that
   every class has a few validation sequences; the readout pools the hidden states over the
-  sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``);
+  sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``); a univariate sequence longer
+  than ``PATCH_STEPS`` goes in patches of ``p`` values per recurrent step
+  (:func:`patch_size`), and k1, k2 and the budget count those steps;
 - horizon: two seasons, at most 48 (12 without a season).
 """
 
@@ -46,6 +48,7 @@ __all__ = [
     "data_defaults",
     "detect_season",
     "load_data",
+    "patch_size",
     "resolve_data",
 ]
 
@@ -174,6 +177,22 @@ steps per second, measured on the UCR sets of ``benchmarks/classify.py``): the c
 in updates, so that the learning-rate schedule runs to its end within the time cap."""
 
 
+PATCH_STEPS = 128
+"""Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches."""
+
+
+def patch_size(ds: DataSet, lengths: np.ndarray) -> int:
+    """Values per recurrent step (:func:`tbptt.tabular.prepare.patches`): classify with one
+    numeric feature: the fewest that bring the longest sequence to ``PATCH_STEPS`` steps or
+    fewer (ArrowHead's 251 steps: 2; ACSF1's 1,460: 12); otherwise 1."""
+    frame = ds.panel.frame
+    if ds.task != "classify" or len(ds.features) != 1:
+        return 1
+    if not pd.api.types.is_numeric_dtype(frame[ds.features[0]]):
+        return 1
+    return max(1, -(-int(lengths.max()) // PATCH_STEPS))
+
+
 def _or(value: Any, default: Any) -> Any:
     """The given option, else the default (0 is given: the config's check refuses it)."""
     return default if value is None else value
@@ -185,6 +204,8 @@ def data_defaults(cfg: Any) -> Any:
     ds = load_data(cfg)
     task, p = ds.task, ds.panel
     lengths = ds.streamed[0].lengths if ds.streamed else p.lengths  # every id, also streamed
+    patch = patch_size(ds, lengths)
+    lengths = -(-lengths // patch)  # recurrent steps: patches of long univariate sequences
     steps, n, longest = int(lengths.sum()), len(lengths), int(lengths.max())
     season = cfg.season
     if task == "forecast" and season is None:

@@ -23,7 +23,7 @@ from tbptt.chunk import Chunk
 from tbptt.data import StreamBatcher
 from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
-from tbptt.tabular.dataset import load_data
+from tbptt.tabular.dataset import load_data, patch_size
 from tbptt.tabular.model import (
     ClassifyMetrics,
     ForecastMetrics,
@@ -36,6 +36,7 @@ from tbptt.tabular.prepare import (
     feature_arrays,
     fit_spec,
     forecast_arrays,
+    patches,
     target_levels,
 )
 
@@ -172,7 +173,8 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     n_train = np.where(val, 0, p.lengths)
     spec = fit_spec(p, cfg.task, ds.targets, ds.features, [], n_train, 1, ds.per_sequence)
     feats = feature_arrays(p.frame, spec)
-    xs = [feats[p.rows(i)] for i in range(len(p.ids))]
+    patch = patch_size(ds, p.lengths)  # 1 but for long univariate sequences to classify
+    xs = [patches(feats[p.rows(i)], patch) for i in range(len(p.ids))]
     target_at: Literal["step", "end"] = "end" if ds.per_sequence else "step"
     if cfg.task == "classify":
         index = {c: j for j, c in enumerate(spec.classes)}
@@ -213,7 +215,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn=loss_fn,
         baselines=baselines,
         split={"val_ids": [int(i) for i in np.flatnonzero(val)]},
-        extra={"readout": "pool"} if cfg.task == "classify" else {},
+        extra={"readout": "pool", "patch": patch} if cfg.task == "classify" else {},
         desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
         weighted=cfg.task == "regress",
     )

@@ -20,7 +20,13 @@ from torch import nn
 
 from tbptt.tabular.horizon import backtest_origins, candidates, choose, clip_range
 from tbptt.tabular.panel import Panel, make_panel, next_times
-from tbptt.tabular.prepare import Spec, feature_arrays, forecast_arrays, forecast_inputs
+from tbptt.tabular.prepare import (
+    Spec,
+    feature_arrays,
+    forecast_arrays,
+    forecast_inputs,
+    patches,
+)
 
 __all__ = ["Predictor"]
 
@@ -210,7 +216,8 @@ class Predictor:
 
     def _outputs(self, panel: Panel) -> list[np.ndarray]:
         feats = feature_arrays(panel.frame, self.spec)
-        return [self._run(feats[panel.rows(i)])[0] for i in range(len(panel.ids))]
+        patch = int(self.extra.get("patch", 1))  # values per recurrent step (classify)
+        return [self._run(patches(feats[panel.rows(i)], patch))[0] for i in range(len(panel.ids))]
 
     def _classify_frame(self, panel: Panel) -> pd.DataFrame:
         logits = np.stack([o[-1] for o in self._outputs(panel)])  # (N, C)

@@ -20,7 +20,8 @@ Input row ``t`` (it predicts the target at ``t + 1``) holds, in this order:
   training mean (0 scaled) plus an indicator column; categorical columns are one-hot encoded
   (categories of the training range; an unseen one is all zeros).
 
-Classification and regression inputs are the features at ``t`` (scaled, one-hot, indicators).
+Classification and regression inputs are the features at ``t`` (scaled, one-hot, indicators);
+a long univariate sequence to classify is fed in patches of ``p`` steps (:func:`patches`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import pandas as pd
 
 from tbptt.tabular.panel import Panel
 
-__all__ = ["Spec", "feature_arrays", "fit_spec", "forecast_arrays"]
+__all__ = ["Spec", "feature_arrays", "fit_spec", "forecast_arrays", "patches"]
 
 MAX_CATEGORIES = 50
 
@@ -233,6 +234,21 @@ def feature_arrays(df: pd.DataFrame, spec: Spec, known_only: bool | None = None)
     v, ind = _scaled(df, num, spec)
     blocks = [v, ind] + [_onehot(df[c], spec.cats[c]) for c in cat]
     return np.concatenate(blocks, 1) if blocks else np.zeros((len(df), 0))
+
+
+def patches(x: np.ndarray, p: int) -> np.ndarray:
+    """(T, F) rows -> (ceil(T / p), p * F): non-overlapping windows of ``p`` steps, one per
+    recurrent step (the last one padded with the last row), so a long sequence takes fewer
+    steps (patching as in Nie et al., 2023, "A time series is worth 64 words", ICLR).
+
+    >>> patches(np.arange(5.0).reshape(5, 1), 2).tolist()
+    [[0.0, 1.0], [2.0, 3.0], [4.0, 4.0]]
+    """
+    if p <= 1:
+        return x
+    n = -(-len(x) // p)
+    padded = np.concatenate([x, np.repeat(x[-1:], n * p - len(x), 0)])  # (n * p, F)
+    return padded.reshape(n, p * x.shape[1])
 
 
 def target_levels(df: pd.DataFrame, spec: Spec) -> np.ndarray:
