@@ -221,14 +221,25 @@ def rule_bias(
     >>> rule_bias(layer, loss, TBPTT(4), x, y)[1] > 1e-3
     True
     """
-    full = summed_gradient(model, loss_fn, rule_of(None), inputs, targets, reset, mask, **kw)
+    full = _bptt_gradient(model, loss_fn, inputs, targets, reset, mask, **kw)
+    return _against(summed_gradient(model, loss_fn, rule, inputs, targets, reset, mask, **kw), full)
+
+
+def _bptt_gradient(model: nn.Module, loss_fn: LossFn, *sample: Any, **kw: Any) -> Tensor:
+    """The full-BPTT summed gradient (P,) of the sample; refused when its norm is 0 or not finite."""
+    full = summed_gradient(model, loss_fn, rule_of(None), *sample, **kw)
     norm = float(full.norm())
     if norm == 0 or not math.isfinite(norm):
         raise ValueError(
             f"The full-BPTT gradient on this sample has norm {norm}; the bias is undefined. "
             "Check the targets/mask (are any losses counted?) and the model's outputs."
         )
-    g = summed_gradient(model, loss_fn, rule, inputs, targets, reset, mask, **kw)
+    return full
+
+
+def _against(g: Tensor, full: Tensor) -> tuple[float, float]:
+    """Cosine similarity and relative error of the gradient ``g`` against ``full`` (both (P,))."""
+    norm = full.norm()
     cos = float(torch.dot(g, full) / (g.norm() * norm).clamp(min=1e-300))
     return cos, float((g - full).norm() / norm)
 
@@ -280,18 +291,14 @@ def truncation_bias(
         raise ValueError(f"tolerance must be a positive number, got {tolerance!r}; e.g. 0.1.")
     ks = sorted(set(ks))
     kw: dict[str, Any] = {"init_state": init_state, "path": path, "mode": mode}
-    full = summed_gradient(model, loss_fn, rule_of(None), inputs, targets, reset, mask, **kw)
+    full = _bptt_gradient(model, loss_fn, inputs, targets, reset, mask, **kw)
     norm = float(full.norm())
-    if norm == 0 or not math.isfinite(norm):
-        raise ValueError(
-            f"The full-BPTT gradient on this sample has norm {norm}; the bias is undefined. "
-            "Check the targets/mask (are any losses counted?) and the model's outputs."
-        )
     cos, rel = [], []
     for k in ks:
         g = summed_gradient(model, loss_fn, rule_of(k1, k), inputs, targets, reset, mask, **kw)
-        cos.append(float(torch.dot(g, full) / (g.norm() * norm).clamp(min=1e-300)))
-        rel.append(float((g - full).norm() / norm))
+        c, r = _against(g, full)
+        cos.append(c)
+        rel.append(r)
     smallest = None
     for k, e in zip(reversed(ks), reversed(rel)):
         if e > tolerance:
