@@ -107,7 +107,10 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     spec, one = loaded.extra["spec"], np.array([v for (i, _, v, _) in rows if i == 0])
     one = one.reshape(128, 2)  # (T / p, p): id 0 has 256 = 128 x 2 steps, no padding
     x = (one - spec["mean"]["x"]) / spec["sd"]["x"]
+    # the default ensemble: each member run alone, its probabilities averaged by hand
+    assert loaded.extra["members"] == 3 and len(loaded.model.members) == 3
     with torch.no_grad():
-        logits = loaded.model(torch.from_numpy(x).float().unsqueeze(0), None)[0][0, -1]
-    prob = torch.softmax(logits.double(), -1).numpy()
+        inp = torch.from_numpy(x).float().unsqueeze(0)
+        probs = [torch.softmax(m(inp, None)[0][0, -1].double(), -1) for m in loaded.model.members]
+    prob = (sum(probs) / 3).numpy()
     np.testing.assert_allclose(prob[0], cli["p_a"].iloc[0], atol=1e-5)

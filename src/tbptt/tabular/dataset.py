@@ -177,6 +177,11 @@ steps per second, measured on the UCR sets of ``benchmarks/classify.py``): the c
 in updates, so that the learning-rate schedule runs to its end within the time cap."""
 
 
+CLASSIFY_MEMBERS = 3
+"""Classify: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`); they share
+the time budget, so each gets a third of the updates one model would where time binds."""
+
+
 PATCH_STEPS = 128
 """Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches."""
 
@@ -221,11 +226,18 @@ def data_defaults(cfg: Any) -> Any:
     k1 = _or(cfg.k1, k1_default)
     batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
     classify = task == "classify"
+    if not classify and cfg.members not in (None, 1):
+        raise ValueError(
+            f"--members {cfg.members}: an ensemble serves --task classify only (this run is "
+            f"--task {task}); drop --members."
+        )
+    members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         if classify:  # few sequences, one target each: many epochs, the best by validation
-            fit = CLASSIFY_STEPS_PER_RUN // (max(1, batch) * max(1, k1))  # the cosine ends
+            cost = max(1, batch) * max(1, k1) * (members or 1)  # steps per update, all members
+            fit = CLASSIFY_STEPS_PER_RUN // cost  # the cosine ends within the time cap
             budget["updates"] = int(np.clip(min(750 * per_epoch, fit), 200, 5000))
             budget["minutes"] = 1.5  # with reading, validation and saving: under 2 minutes
         else:
@@ -249,5 +261,6 @@ def data_defaults(cfg: Any) -> Any:
         eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
         patience=_or(cfg.patience, 8 if task == "forecast" else 25 if classify else 12),
         val_fraction=_or(cfg.val_fraction, 0.3 if classify and n < 100 else None),
+        members=members,
         **budget,
     )

@@ -26,9 +26,11 @@ from tbptt.tabular.baselines import forecast_baselines
 from tbptt.tabular.dataset import load_data, patch_size
 from tbptt.tabular.model import (
     ClassifyMetrics,
+    Ensemble,
     ForecastMetrics,
     RegressMetrics,
     TabularRNN,
+    ensemble_cross_entropy,
     weighted_mse,
 )
 from tbptt.tabular.prepare import (
@@ -55,18 +57,22 @@ class WeightedStream(StreamBatcher):
         return c._replace(mask=c.mask & (c.targets[..., k : 2 * k].sum(-1) > 0))
 
 
-def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
+def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN | Ensemble:
+    """The run's model: a :class:`TabularRNN`, or an :class:`Ensemble` of ``extra["members"]``
+    of them (classification)."""
     spec = Spec.from_dict(extra["spec"])
-    return TabularRNN(
-        int(extra["n_in"]),
-        spec.n_out,
-        hidden=int(cfg.hidden),
-        layers=cfg.layers,
-        cell=cfg.cell,
-        dropout=cfg.dropout,
-        zero_head=spec.task == "forecast",
-        pool=extra.get("readout") == "pool",
-    )
+    options: dict[str, Any] = {
+        "hidden": int(cfg.hidden),
+        "layers": cfg.layers,
+        "cell": cfg.cell,
+        "dropout": cfg.dropout,
+        "zero_head": spec.task == "forecast",
+        "pool": extra.get("readout") == "pool",
+    }
+    members = int(extra.get("members", 1))
+    if members > 1:
+        return Ensemble(int(extra["n_in"]), spec.n_out, members=members, **options)
+    return TabularRNN(int(extra["n_in"]), spec.n_out, **options)
 
 
 def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
@@ -184,8 +190,9 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         )
         major = int(np.argmax(counts))
         truth = np.array([int(y) for y, v in zip(ys, val) if v])
-        metrics: Any = ClassifyMetrics(len(spec.classes))
-        loss_fn: Any = losses.cross_entropy
+        members = int(cfg.members or 1)
+        metrics: Any = ClassifyMetrics(len(spec.classes), members)
+        loss_fn: Any = ensemble_cross_entropy(members) if members > 1 else losses.cross_entropy
         baselines: dict[str, Any] = {
             "majority_class": str(spec.classes[major]),
             "majority_accuracy": float((truth == major).mean()),
@@ -215,7 +222,11 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn=loss_fn,
         baselines=baselines,
         split={"val_ids": [int(i) for i in np.flatnonzero(val)]},
-        extra={"readout": "pool", "patch": patch} if cfg.task == "classify" else {},
+        extra=(
+            {"readout": "pool", "patch": patch, "members": int(cfg.members or 1)}
+            if cfg.task == "classify"
+            else {}
+        ),
         desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
         weighted=cfg.task == "regress",
     )

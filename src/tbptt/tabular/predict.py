@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from tbptt.tabular.horizon import backtest_origins, candidates, choose, clip_range
+from tbptt.tabular.model import mean_probabilities
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import (
     Spec,
@@ -220,9 +221,9 @@ class Predictor:
         return [self._run(patches(feats[panel.rows(i)], patch))[0] for i in range(len(panel.ids))]
 
     def _classify_frame(self, panel: Panel) -> pd.DataFrame:
-        logits = np.stack([o[-1] for o in self._outputs(panel)])  # (N, C)
-        prob = np.exp(logits - logits.max(1, keepdims=True))
-        prob /= prob.sum(1, keepdims=True)
+        logits = torch.from_numpy(np.stack([o[-1] for o in self._outputs(panel)]))  # (N, M*C)
+        members = int(self.extra.get("members", 1))  # an ensemble: its averaged probabilities
+        prob = mean_probabilities(logits, members).numpy()  # (N, C)
         classes = self.spec.classes
         d = pd.DataFrame({"id": panel.ids, "yhat": [classes[j] for j in prob.argmax(1)]})
         for j, c in enumerate(classes):
