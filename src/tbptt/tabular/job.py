@@ -10,7 +10,7 @@ classification and per-sequence regression hold out a stratified fraction of the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,7 +42,14 @@ from tbptt.tabular.prepare import (
     target_levels,
 )
 
-__all__ = ["WeightedStream", "build_data_job", "build_data_model", "holdout", "stratified_val"]
+__all__ = [
+    "AugmentedStream",
+    "WeightedStream",
+    "build_data_job",
+    "build_data_model",
+    "holdout",
+    "stratified_val",
+]
 
 
 class WeightedStream(StreamBatcher):
@@ -55,6 +62,48 @@ class WeightedStream(StreamBatcher):
         k = c.targets.shape[-1] // 3
         assert c.mask is not None
         return c._replace(mask=c.mask & (c.targets[..., k : 2 * k].sum(-1) > 0))
+
+
+AUGMENT_SCALE = 0.1
+"""Classify: the standard deviation of the random amplitude factor per training sequence and
+input column (:class:`AugmentedStream`)."""
+
+AUGMENT_JITTER = 0.03
+"""Classify: the standard deviation of the noise added to each scaled training input value."""
+
+
+class AugmentedStream(StreamBatcher):
+    """Classification's training stream: every epoch, each training sequence's numeric input
+    values (``columns``, True for each of the F input columns that holds one) are multiplied by
+    a random factor per sequence and column, ``N(1, scale^2)``, and jittered with
+    ``N(0, jitter^2)`` noise per value, the cheap augmentations of Um et al., 2017, "Data
+    augmentation of wearable sensor data for Parkinson's disease monitoring using convolutional
+    neural networks" (ICMI), also used by Le Guennec, Malinowski & Tavenard, 2016, "Data
+    augmentation for time series classification using convolutional neural networks". Seeded
+    by ``(seed, epoch)``, so a resumed run sees the same data; validation and ``predict`` see
+    the data as it is. Indicator and one-hot columns are left alone."""
+
+    def __init__(
+        self, *args: Any, columns: np.ndarray, scale: float, jitter: float, **kwargs: Any
+    ) -> None:
+        self._columns = torch.from_numpy(np.asarray(columns, dtype=bool))  # (F,)
+        self._scale, self._jitter = scale, jitter
+        self._clean: Any = None
+        super().__init__(*args, **kwargs)
+
+    def _make_layout(self, epoch: int) -> Any:
+        if self._clean is None:
+            self._clean = self._prep
+        clean = self._clean
+        gen = torch.Generator().manual_seed(int(self.seed) * 100_003 + epoch)
+        n, f = clean.num_sequences, clean.x.shape[1]
+        factor = 1 + self._scale * torch.randn(n, f, generator=gen, dtype=clean.x.dtype)  # (N, F)
+        steps = np.diff(np.append(clean.offsets, clean.x.shape[0]))  # (N,) rows of each
+        per_step = factor.repeat_interleave(torch.from_numpy(steps), 0)  # (S, F)
+        noise = self._jitter * torch.randn(clean.x.shape, generator=gen, dtype=clean.x.dtype)
+        x = torch.where(self._columns, clean.x * per_step + noise, clean.x)  # (S, F)
+        self._prep = replace(clean, x=x)
+        return super()._make_layout(epoch)
 
 
 def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN | Ensemble:
@@ -114,6 +163,7 @@ class _Parts:
     split: dict[str, Any]  # saved in extra: how the validation was taken
     desc: str
     weighted: bool = True  # targets carry weights (values, weights) per step
+    augment: np.ndarray | None = None  # classify: the input columns AugmentedStream varies
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -182,6 +232,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     patch = patch_size(ds, p.lengths)  # 1 but for long univariate sequences to classify
     xs = [patches(feats[p.rows(i)], patch) for i in range(len(p.ids))]
     target_at: Literal["step", "end"] = "end" if ds.per_sequence else "step"
+    values = np.arange(feats.shape[1]) < len(spec.past) + len(spec.known)  # not indicators
     if cfg.task == "classify":
         index = {c: j for j, c in enumerate(spec.classes)}
         ys = [np.array(index[v], dtype=np.int64) for v in labels]
@@ -229,6 +280,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         ),
         desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
         weighted=cfg.task == "regress",
+        augment=np.tile(values, patch) if cfg.task == "classify" else None,  # (p * F,)
     )
 
 
@@ -263,7 +315,12 @@ def build_data_job(cfg: Any) -> Any:
             f"validation and baselines on {len(picked)} evenly spaced ids"
         )
     else:
-        train = stream(
+        augment: dict[str, Any] = {}
+        train_stream: Any = stream
+        if parts.augment is not None and AUGMENT_SCALE + AUGMENT_JITTER > 0:
+            train_stream = AugmentedStream
+            augment = {"columns": parts.augment, "scale": AUGMENT_SCALE, "jitter": AUGMENT_JITTER}
+        train = train_stream(
             _tensors(parts.train_x),
             _targets(parts.train_y),
             batch_size=int(min(cfg.batch_size, len(parts.train_x))),
@@ -271,6 +328,7 @@ def build_data_job(cfg: Any) -> Any:
             target_at=parts.target_at,
             shuffle=len(parts.train_x) > 1,
             seed=cfg.seed,
+            **augment,
         )
     val = stream(
         _tensors(parts.val_x),
