@@ -51,15 +51,3 @@ def test_augmentation_is_fresh_each_epoch_and_the_same_when_replayed():
     assert 0 < float(noise.abs().max()) < 2.0  # small changes, not a new series
     none, _ = _stream(scale=0.0, jitter=0.0)
     torch.testing.assert_close(_inputs(none, 0), torch.cat(xs))  # off: the data as it is
-
-
-def test_target_replication_puts_the_label_on_every_step():
-    rng = np.random.default_rng(0)
-    xs = [torch.from_numpy(rng.normal(size=(n, 1))) for n in (5, 3)]
-    ys = [torch.tensor(1), torch.tensor(0)]
-    kw = {"batch_size": 1, "chunk_len": 8, "target_at": "end", "columns": np.array([True])}
-    last = AugmentedStream(xs, ys, scale=0.0, jitter=0.0, **kw).chunk(0)
-    every = AugmentedStream(xs, ys, scale=0.0, jitter=0.0, replicate=True, **kw).chunk(0)
-    assert last.mask[0].tolist() == [False] * 4 + [True] + [False, False, True]
-    assert every.mask[0].tolist() == [True] * 8
-    assert every.targets[0].tolist() == [1] * 5 + [0] * 3  # each step: its own sequence's label

@@ -72,10 +72,6 @@ AUGMENT_JITTER = 0.03
 """Classify: the standard deviation of the noise added to each scaled training input value."""
 
 
-TARGET_REPLICATION = False
-"""Classify: train on the label at every step (:class:`AugmentedStream`, ``replicate``)."""
-
-
 class AugmentedStream(StreamBatcher):
     """Classification's training stream: every epoch, each training sequence's numeric input
     values (``columns``, True for each of the F input columns that holds one) are multiplied by
@@ -85,22 +81,13 @@ class AugmentedStream(StreamBatcher):
     neural networks" (ICMI), also used by Le Guennec, Malinowski & Tavenard, 2016, "Data
     augmentation for time series classification using convolutional neural networks". Seeded
     by ``(seed, epoch)``, so a resumed run sees the same data; validation and ``predict`` see
-    the data as it is. Indicator and one-hot columns are left alone. ``replicate``: the label
-    is the target of every step of its sequence, not only of the last (target replication:
-    Lipton, Kale, Elkan & Wetzel, 2016, "Learning to diagnose with LSTM recurrent neural
-    networks", ICLR)."""
+    the data as it is. Indicator and one-hot columns are left alone."""
 
     def __init__(
-        self,
-        *args: Any,
-        columns: np.ndarray,
-        scale: float,
-        jitter: float,
-        replicate: bool = False,
-        **kwargs: Any,
+        self, *args: Any, columns: np.ndarray, scale: float, jitter: float, **kwargs: Any
     ) -> None:
         self._columns = torch.from_numpy(np.asarray(columns, dtype=bool))  # (F,)
-        self._scale, self._jitter, self._replicate = scale, jitter, replicate
+        self._scale, self._jitter = scale, jitter
         self._clean: Any = None
         super().__init__(*args, **kwargs)
 
@@ -115,8 +102,7 @@ class AugmentedStream(StreamBatcher):
         per_step = factor.repeat_interleave(torch.from_numpy(steps), 0)  # (S, F)
         noise = self._jitter * torch.randn(clean.x.shape, generator=gen, dtype=clean.x.dtype)
         x = torch.where(self._columns, clean.x * per_step + noise, clean.x)  # (S, F)
-        m = torch.ones_like(clean.m) if self._replicate else clean.m  # (S,)
-        self._prep = replace(clean, x=x, m=m)
+        self._prep = replace(clean, x=x)
         return super()._make_layout(epoch)
 
 
@@ -331,14 +317,9 @@ def build_data_job(cfg: Any) -> Any:
     else:
         augment: dict[str, Any] = {}
         train_stream: Any = stream
-        if parts.augment is not None:
+        if parts.augment is not None and AUGMENT_SCALE + AUGMENT_JITTER > 0:
             train_stream = AugmentedStream
-            augment = {
-                "columns": parts.augment,
-                "scale": AUGMENT_SCALE,
-                "jitter": AUGMENT_JITTER,
-                "replicate": TARGET_REPLICATION,
-            }
+            augment = {"columns": parts.augment, "scale": AUGMENT_SCALE, "jitter": AUGMENT_JITTER}
         train = train_stream(
             _tensors(parts.train_x),
             _targets(parts.train_y),
