@@ -115,3 +115,17 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
         probs = [torch.softmax(m(inp, None)[0][0, -1].double(), -1) for m in loaded.model.members]
     prob = (sum(probs) / 3).numpy()
     np.testing.assert_allclose(prob[0], cli["p_a"].iloc[0], atol=1e-5)
+
+
+def test_patch_size_follows_the_median_sequence(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [64] * 9 + [320]  # median 64: patches of 2, so the longest takes 160 steps
+    rows = [
+        (i, t, float(v), "ab"[i % 2])
+        for i, n in enumerate(lengths)
+        for t, v in enumerate(rng.normal(size=n))
+    ]
+    path = tmp_path / "v.csv"
+    pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
+    cfg = data_defaults(RunConfig(task="classify", data=str(path), target="label", id="id"))
+    assert (cfg.k1, cfg.k2) == (160, 320)

@@ -194,14 +194,15 @@ PATCH_STEPS = 32
 
 def patch_size(ds: DataSet, lengths: np.ndarray) -> int:
     """Values per recurrent step (:func:`tbptt.tabular.prepare.patches`): classify with one
-    numeric feature: the fewest that bring the longest sequence to ``PATCH_STEPS`` steps or
-    fewer (ArrowHead's 251 steps: 8; ACSF1's 1,460: 46); otherwise 1."""
+    numeric feature: the fewest that bring the median sequence to ``PATCH_STEPS`` steps or
+    fewer (ArrowHead's 251 steps: 8; ACSF1's 1,460: 46; PLAID's 100 to 1,344, median 300: 10,
+    so its longest takes 135 steps, and a short one still a few); otherwise 1."""
     frame = ds.panel.frame
     if ds.task != "classify" or len(ds.features) != 1:
         return 1
     if not pd.api.types.is_numeric_dtype(frame[ds.features[0]]):
         return 1
-    return max(1, -(-int(lengths.max()) // PATCH_STEPS))
+    return max(1, -(-int(np.median(lengths)) // PATCH_STEPS))
 
 
 def _or(value: Any, default: Any) -> Any:
