@@ -127,5 +127,6 @@ def test_patch_size_follows_the_median_sequence(tmp_path):
     ]
     path = tmp_path / "v.csv"
     pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
-    cfg = data_defaults(RunConfig(task="classify", data=str(path), target="label", id="id"))
+    spec = {"task": "classify", "data": str(path), "target": "label", "id": "id", "time": "t"}
+    cfg = data_defaults(RunConfig(**spec))
     assert (cfg.k1, cfg.k2) == (160, 320)
