@@ -1,0 +1,134 @@
+"""tbptt predict RUN --data OTHER: the report's scores on another file (file_scores.py), and a
+large Parquet file streamed in blocks of ids with the same output as the in-memory path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tbptt.cli import main
+
+FAST = ["--progress", "off", "--tensorboard", "off", "--updates", "8", "--eval-every", "4"]
+
+
+def forecast_panel(ids: int, seed: int, n0: int = 40) -> pd.DataFrame:
+    """Ids with a trend and a weekly season, ids contiguous and in time order."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(ids):
+        n = n0 + 5 * i
+        t = np.arange(n)
+        y = 5 + i + 0.05 * t + np.sin(2 * np.pi * t / 7) + 0.1 * rng.normal(size=n)
+        frames.append(pd.DataFrame({
+            "store": f"s{seed}_{i}", "date": pd.date_range("2024-01-01", periods=n, freq="D"),
+            "y": y, "promo": (rng.random(n) < 0.2).astype(float),
+        }))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def train(tmp_path: Path, data: Path, *args: str, name: str = "r") -> Path:
+    runs = ["--runs-dir", str(tmp_path / "runs"), "--name", name]
+    assert main(["train", "--data", str(data), *args, *runs, *FAST]) == 0
+    return tmp_path / "runs" / name
+
+
+@pytest.fixture(scope="module")
+def forecast_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("fc")
+    data = tmp / "train.csv"
+    forecast_panel(3, seed=0).to_csv(data, index=False)
+    return train(tmp, data, "--target", "y", "--id", "store", "--time", "date", "--season", "7")
+
+
+def test_forecast_scores_on_another_file(forecast_run, tmp_path, capsys):
+    other = tmp_path / "other.csv"
+    df = forecast_panel(4, seed=5)
+    df.loc[3, "y"] = np.nan  # a row without a target is not scored
+    df.to_csv(other, index=False)
+    out = tmp_path / "out.csv"
+    capsys.readouterr()
+    assert main(["predict", str(forecast_run), "--data", str(other), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "other.csv (y, one step ahead): model MASE" in printed
+    assert "naive (last value) MASE" in printed and "training mean MASE" in printed
+    got = json.loads((tmp_path / "out.scores.json").read_text())
+    assert f"{got['model']['y']['mase']:.3f}" in printed
+    # independently: the one-step rows of out.csv against the file, and the naive forecast
+    table = pd.read_csv(out)
+    one = table[table["kind"] == "one_step"].reset_index(drop=True)
+    y = df["y"].to_numpy()
+    prev = df.groupby("store")["y"].shift(1).to_numpy()
+    m = 7
+    pos = df.groupby("store").cumcount().to_numpy()
+    snaive = np.where(pos >= m, df.groupby("store")["y"].shift(m).to_numpy(), prev)
+    first = pos == 0
+    ok = ~first & np.isfinite(y) & np.isfinite(prev) & np.isfinite(snaive)
+    ok &= np.isfinite(one["yhat"].to_numpy())
+    err = y[ok] - one["yhat"].to_numpy()[ok]
+    assert (
+        got["scored"] == ok.sum() == len(df) - 4 - 3
+    )  # 4 first rows; the NaN, a step and a season later
+    assert got["model"]["y"]["rmse"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-9)
+    assert got["model"]["y"]["mae"] == pytest.approx(np.mean(np.abs(err)), rel=1e-9)
+    scale = {
+        s: np.nanmean(np.abs(g["y"].to_numpy()[m:] - g["y"].to_numpy()[:-m]))
+        for s, g in df.groupby("store", sort=False)
+    }
+    sc = df["store"].map(scale).to_numpy()[ok]
+    naive_mase = np.mean(np.abs(y[ok] - prev[ok]) / sc)
+    assert got["baselines"]["y"]["naive"]["mase"] == pytest.approx(naive_mase, rel=1e-9)
+    assert got["model"]["y"]["mase"] == pytest.approx(np.mean(np.abs(err) / sc), rel=1e-9)
+
+
+def test_no_target_to_score_is_one_line(forecast_run, tmp_path, capsys):
+    other = tmp_path / "empty.csv"
+    df = forecast_panel(2, seed=6)
+    df["y"] = np.nan
+    df.to_csv(other, index=False)
+    out = tmp_path / "out.csv"
+    capsys.readouterr()
+    assert main(["predict", str(forecast_run), "--data", str(other), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == (
+        "no scores: empty.csv has no row with a target to score; wrote the predictions only."
+    )
+    assert out.exists() and not (tmp_path / "out.scores.json").exists()
+
+
+def test_classify_scores_on_another_file_and_without_labels(tmp_path, capsys):
+    def sequences(n: int, seed: int) -> pd.DataFrame:
+        rng = np.random.default_rng(seed)
+        rows = []
+        for i in range(n):
+            lab = ["up", "down"][i % 2]
+            x = np.cumsum((0.5 if lab == "up" else -0.5) + 0.2 * rng.normal(size=6 + i % 5))
+            rows += [(f"{seed}-{i}", t, v, lab) for t, v in enumerate(x)]
+        return pd.DataFrame(rows, columns=["id", "t", "x", "label"])
+
+    sequences(24, 1).to_parquet(tmp_path / "c.parquet")
+    run = train(tmp_path, tmp_path / "c.parquet", "--target", "label", "--id", "id", name="c")
+    other = sequences(10, 2)
+    other.to_csv(tmp_path / "o.csv", index=False)
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(run), "--data", str(tmp_path / "o.csv"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    got = json.loads((tmp_path / "p.scores.json").read_text())
+    table = pd.read_csv(out)
+    truth = other.groupby("id", sort=False)["label"].first().to_numpy()
+    assert got["model"]["accuracy"] == pytest.approx((table["yhat"].to_numpy() == truth).mean())
+    major = json.loads((run / "summary.json").read_text())["scores"]["baselines"]
+    assert got["baselines"]["majority_class"] == major["majority_class"]
+    assert got["baselines"]["majority_accuracy"] == 0.5  # 5 up, 5 down
+    assert "o.csv (10 sequences): accuracy" in printed and "majority class" in printed
+    other.drop(columns="label").to_csv(tmp_path / "n.csv", index=False)
+    assert main(["predict", str(run), "--data", str(tmp_path / "n.csv"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == (
+        "no scores: n.csv has no column 'label' (the run's target); wrote the predictions only."
+    )
+    assert len(pd.read_csv(out)) == 10
