@@ -132,3 +132,62 @@ def test_classify_scores_on_another_file_and_without_labels(tmp_path, capsys):
         "no scores: n.csv has no column 'label' (the run's target); wrote the predictions only."
     )
     assert len(pd.read_csv(out)) == 10
+
+
+# -- a large Parquet file: predicted in blocks of ids --------------------------------------------
+@pytest.fixture
+def streamed(monkeypatch):
+    """Every Parquet file of more than 100 rows is streamed, in blocks of about 120 rows."""
+    from tbptt.tabular import dataset, streamed
+
+    monkeypatch.setattr(streamed, "STREAM_ROWS", 100)
+    monkeypatch.setattr(streamed, "PREDICT_ROWS", 120)
+    dataset._read.cache_clear()
+    yield streamed
+    dataset._read.cache_clear()
+
+
+def test_streamed_predict_writes_what_the_in_memory_path_writes(
+    forecast_run, tmp_path, monkeypatch, capsys
+):
+    from tbptt.tabular import streamed
+
+    path = tmp_path / "big.parquet"
+    forecast_panel(6, seed=7).to_parquet(path, row_group_size=50)  # 315 rows, 6 ids
+    args = ["predict", str(forecast_run), "--data", str(path), "--horizon", "4"]
+    assert main([*args, "--out", str(tmp_path / "mem.csv")]) == 0
+    blocks: list[int] = []
+    real = streamed.iter_frames
+
+    def counted(*a, **k):
+        for i, df in real(*a, **k):
+            blocks.append(len(df))
+            yield i, df
+
+    monkeypatch.setattr(streamed, "STREAM_ROWS", 100)
+    monkeypatch.setattr(streamed, "PREDICT_ROWS", 120)
+    monkeypatch.setattr(streamed, "iter_frames", counted)
+    assert main([*args, "--out", str(tmp_path / "str.csv")]) == 0
+    assert blocks == [40, 45, 50, 55, 60, 65]  # one id at a time, in blocks of >= 120 rows
+    mem, got = (tmp_path / "mem.csv").read_bytes(), (tmp_path / "str.csv").read_bytes()
+    assert got == mem
+    a = json.loads((tmp_path / "mem.scores.json").read_text())
+    b = json.loads((tmp_path / "str.scores.json").read_text())
+    for who in ("model", "baselines"):
+        flat_a, flat_b = pd.json_normalize(a[who]), pd.json_normalize(b[who])
+        np.testing.assert_allclose(flat_a.to_numpy(float), flat_b.to_numpy(float), rtol=1e-10)
+
+
+def test_predict_on_a_streamed_run_scores_its_validation_sample(
+    tmp_path, streamed, monkeypatch, capsys
+):
+    monkeypatch.setattr(streamed, "SAMPLE_ROWS", 120)  # 2 of the 6 ids validate
+    path = tmp_path / "p.parquet"
+    forecast_panel(6, seed=0).to_parquet(path, row_group_size=50)
+    run = train(tmp_path, path, "--target", "y", "--id", "store", "--time", "date", name="big")
+    summary = json.loads((run / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["predict", str(run), "--out", str(tmp_path / "o.csv")]) == 0
+    printed = capsys.readouterr().out
+    assert summary["verdict"].splitlines()[0] in printed  # the run's own validation scores
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 315 + 6 * int(summary["config"]["horizon"])

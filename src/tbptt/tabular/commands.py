@@ -12,8 +12,9 @@ from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.file_scores import FileScores
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.report import evaluate_run, write_outputs
+from tbptt.tabular.streamed import panel_blocks
 
-__all__ = ["after_training", "predict_run"]
+__all__ = ["after_training", "predict_run", "validation_data"]
 
 
 def after_training(
@@ -22,16 +23,22 @@ def after_training(
     """Score the trained (best) model on its validation data next to the baselines, write
     predictions.csv and the plots; the verdict lines (also in ``summary``)."""
     pred = Predictor(model, cfg, extra)
-    data: Any = cfg.data
-    if extra.get("streamed"):  # a streamed file: its sample of ids (the validation data)
-        from tbptt.tabular.dataset import _read
-
-        data = _read(resolve_data(cfg.data), cfg.id)[0]
+    data = validation_data(cfg, extra)
     result = evaluate_run(pred, data)
     summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)
     return str(result["verdict"])
+
+
+def validation_data(cfg: Any, extra: dict[str, Any]) -> Any:
+    """The data a run's validation scores come from: its file, or for a streamed file the
+    sample of whole ids the run validated on."""
+    if extra.get("streamed"):
+        from tbptt.tabular.dataset import _read
+
+        return _read(resolve_data(cfg.data), cfg.id)[0]
+    return cfg.data
 
 
 def predict_run(
@@ -44,7 +51,7 @@ def predict_run(
     horizon: int,
 ) -> str:
     """``tbptt predict RUN --data FILE --out OUT.csv [--horizon H]``: the table of predictions
-    (see :meth:`Predictor.predict_frame`) and,
+    (see :meth:`Predictor.predict_frame`; a large Parquet file streamed in blocks of ids) and,
     next to it in OUT.scores.json and printed, the scores: the run's validation scores on its
     own file (the default), the same metrics on every row with a target of another file
     (:mod:`tbptt.tabular.file_scores`). Returns what to print."""
@@ -56,7 +63,7 @@ def predict_run(
     own = data is None or resolve_data(data) == resolve_data(cfg.data)
     scores: dict[str, Any] = {}
     if own:
-        result = evaluate_run(pred, path)
+        result = evaluate_run(pred, validation_data(cfg, extra))
         scores = {"data": "validation", "task": pred.spec.task, "verdict": result["verdict"]}
         scores.update(model=result["model"], baselines=result["baselines"])
     other = None if own else FileScores(pred, Path(path).name, run_dir)
@@ -65,7 +72,7 @@ def predict_run(
     partial = target.with_name(target.name + ".partial")  # OUT.csv is replaced when complete
     try:
         with open(partial, "w", encoding="utf-8", newline="") as fh:
-            for panel in [pred.panel(path)]:
+            for panel in panel_blocks(pred, path):
                 frame = pred.predict_frame(panel, h)
                 frame.to_csv(fh, index=False, header=rows == 0)
                 rows, ids = rows + len(frame), ids + len(panel.ids)
