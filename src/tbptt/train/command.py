@@ -142,7 +142,7 @@ def _config_diff(saved: dict[str, Any], now: dict[str, Any], allowed: frozenset[
 
 def train_command(args: argparse.Namespace) -> int:
     """``tbptt train``: parse the options, run the training in its run folder, report."""
-    from tbptt.train import CheckpointError, NonFiniteError, TrainingInterrupted
+    from tbptt.train import CheckpointError
 
     try:
         cfg, ckpt, run = _train_config(args)
@@ -151,6 +151,17 @@ def train_command(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as e:
         print_error(str(e))
         return 2
+    try:  # the run folder's lock is let go however training ends
+        return _fit_and_finish(trainer, job, cfg, ckpt, run)
+    finally:
+        run.release()
+
+
+def _fit_and_finish(trainer: Any, job: Any, cfg: Any, ckpt: Any, run: Any) -> int:
+    """Train, then write the report; the exit code (a clear line for each way it can stop)."""
+    from tbptt.train import CheckpointError, NonFiniteError, TrainingInterrupted
+    from tbptt.train.checkpoint import CheckpointWriteError
+
     t_start = time.perf_counter()
     summary = _log_start(trainer, job, cfg, run, resumed=ckpt is not None)
     try:
@@ -171,6 +182,9 @@ def train_command(args: argparse.Namespace) -> int:
         print_error(str(e))
         finish_report(run.path, cfg, {**summary, "status": f"stopped: {e}"})
         return 1
+    except CheckpointWriteError as e:  # a full disk: not bad input, and nothing is lost
+        print_error(e.explain(f"then resume with: tbptt train --resume {run.path}"))
+        return 1
     except CheckpointError as e:
         print_error(str(e))
         return 2
@@ -189,8 +203,6 @@ def train_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        run.release()
 
 
 _OOM_FIX = (
