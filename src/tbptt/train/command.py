@@ -330,14 +330,7 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
             f"{sorted(set(cfg.prompt) - vocab)!r}. Use characters of the training corpus."
         )
     check_fits(job.model, int(cfg.batch_size), steps_kept(cfg, job), device)
-    row = getattr(job.train, "steps_per_row", None)
-    if cfg.rule != "bptt" and row is not None and int(cfg.k1) > int(row):
-        print(
-            f"tbptt: warning: --k1 {cfg.k1} is longer than each of the {cfg.batch_size} rows "
-            f"({row:,} steps): every update is full BPTT over a row. Lower --k1 (or "
-            "--batch-size, for longer rows) for truncated updates.",
-            file=sys.stderr,
-        )
+    warn_long_k1(cfg, job, [int(cfg.k1)], "--k1")
     engine_options: dict[str, Any] = {**job.engine_options, **rule_engine_options}
     ac = cfg.activation_checkpointing
     if ac is not None:
@@ -352,6 +345,28 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
             run.discard()
         raise
     return job, trainer, run
+
+
+def warn_long_k1(cfg: Any, job: Any, k1s: list[int], flag: str) -> None:
+    """Print one warning line when forward lengths ``k1s`` (given with ``flag``) are longer
+    than each of the job's training rows: those updates are full BPTT over a row, not
+    truncated (``tbptt train --k1``, ``tbptt sweep --lengths/--k1s``)."""
+    steps = getattr(job.train, "steps_per_row", None)
+    if cfg.rule == "bptt" or steps is None:
+        return
+    row = int(steps)
+    long = sorted({k for k in k1s if k > row})
+    if not long:
+        return
+    many = len(long) > 1
+    what = (
+        f"{flag} {','.join(map(str, long))} are" if many else f"{flag} {long[0]} is"
+    ) + f" longer than each of the {cfg.batch_size} rows ({row:,} steps)"
+    print(
+        f"tbptt: warning: {what}: every update {'of those ' if many else ''}is full BPTT over "
+        f"a row. Lower {flag} (or --batch-size, for longer rows) for truncated updates.",
+        file=sys.stderr,
+    )
 
 
 def steps_kept(cfg: Any, job: Any) -> int:
