@@ -18,18 +18,8 @@ import numpy as np
 import torch
 
 from tbptt.chunk import Chunk
-from tbptt.tabular.stream import (
-    ColumnStats,
-    IdIndex,
-    IntArray,
-    PanelTable,
-    Sequence3,
-    chunks_needed,
-    dist_rank,
-    index_ids,
-    pack_chunks,
-    shard_of,
-)
+from tbptt.tabular.panel_file import IdIndex, IntArray, PanelTable, index_ids, shard_of
+from tbptt.tabular.stream import ColumnStats, Sequence3, chunks_needed, dist_rank, pack_chunks
 
 __all__ = [
     "FrameStream",
