@@ -2,7 +2,8 @@
 
 It owns the carried state, the graph cuts and the backward window; the user owns the loop and
 the optimizer (like accelerate). Semantics: docs/semantics.md
-(§2 chunks and the cut, §3 stored and recompute).
+(§2 chunks and the cut, §3 stored and recompute). How an update runs its window (k2 <= k1,
+recompute, stored) is :mod:`tbptt.engine_runs`.
 
 >>> import torch
 >>> from torch import nn
