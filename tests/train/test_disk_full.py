@@ -66,3 +66,32 @@ def test_the_api_raises_the_write_error(tmp_path, monkeypatch):
     with pytest.raises(CheckpointWriteError, match="No space left on device") as info:
         save_checkpoint({"x": 1}, tmp_path / "c" / "step-00000001.pt")
     assert isinstance(info.value.error, OSError) and list((tmp_path / "c").iterdir()) == []
+
+
+def test_a_failed_run_record_keeps_the_checkpoints_it_lists(tmp_path, monkeypatch, capsys):
+    """The disk fills between the checkpoint and run.json: run.json still lists the earlier
+    checkpoint, which is not pruned (--keep-checkpoints 1), and the run resumes from it."""
+    from tbptt.train import run as run_module
+
+    real = run_module._write_json
+
+    def full_at_20(path, data):
+        if "step-00000020.pt" in data.get("checkpoints", []):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(run_module, "_write_json", full_at_20)
+    folder = tmp_path / "runs" / "r"
+    args = [*SERIES, "--keep-checkpoints", "1", "--runs-dir", str(tmp_path / "runs"), "--name", "r"]
+    assert main(args) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert err == [
+        f"tbptt: error: could not write the run's record {str(folder / 'run.json')!r} (No space "
+        "left on device); the checkpoints written before are intact. Free space on that disk, "
+        f"then resume with: tbptt train --resume {folder}."
+    ]
+    assert (folder / "checkpoints" / "step-00000010.pt").is_file()
+    assert not list(folder.glob(".*.tmp"))
+    monkeypatch.setattr(run_module, "_write_json", real)
+    assert main(["train", "--resume", str(folder)]) == 0
+    assert [p.name for p in find_checkpoints(folder / "checkpoints")] == ["step-00000030.pt"]

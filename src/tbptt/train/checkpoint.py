@@ -49,8 +49,8 @@ class CheckpointWriteError(CheckpointError):
     """A checkpoint could not be written (a full disk, a folder without write permission): its
     temporary file is removed, nothing under a checkpoint's name was written or replaced."""
 
-    def __init__(self, path: Path, error: OSError) -> None:
-        self.path, self.error = path, error
+    def __init__(self, path: Path, error: OSError, what: str = "checkpoint") -> None:
+        self.path, self.error, self.what = path, error, what
         super().__init__(self.explain("then resume"))
 
     def explain(self, then: str) -> str:
@@ -64,7 +64,7 @@ class CheckpointWriteError(CheckpointError):
             else "fix the folder"
         )
         return (
-            f"could not write checkpoint {str(self.path)!r} ({e.strerror or e}); the "
+            f"could not write {self.what} {str(self.path)!r} ({e.strerror or e}); the "
             f"checkpoints written before are intact. {fix[0].upper()}{fix[1:]}, {then}."
         )
 
