@@ -97,6 +97,16 @@ def test_no_target_to_score_is_one_line(forecast_run, tmp_path, capsys):
         "no scores: empty.csv has no row with a target to score; wrote the predictions only."
     )
     assert out.exists() and not (tmp_path / "out.scores.json").exists()
+    before = out.read_bytes()
+    bad = str(tmp_path / "nowhere" / "o.csv")
+    assert main(["predict", str(forecast_run), "--data", str(other), "--out", bad]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"tbptt: error: --out {bad!r}: no folder {str(tmp_path / 'nowhere')!r}; create it first."
+    ]
+    df.drop(columns="y").to_csv(other, index=False)  # a forecast's target is also its input
+    assert main(["predict", str(forecast_run), "--data", str(other), "--out", str(out)]) == 2
+    assert "--data: no column 'y'" in capsys.readouterr().err
+    assert out.read_bytes() == before  # a failed predict leaves OUT.csv as it was
 
 
 def test_classify_scores_on_another_file_and_without_labels(tmp_path, capsys):

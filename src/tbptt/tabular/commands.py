@@ -60,6 +60,8 @@ def predict_run(
     target = Path(out) if out else run_dir / "predictions.csv"
     if out and target.exists() and target.is_dir():
         raise ValueError(f"--out {out!r} is a folder; give a file name such as predictions.csv.")
+    if not target.parent.is_dir():
+        raise ValueError(f"--out {out!r}: no folder {str(target.parent)!r}; create it first.")
     own = data is None or resolve_data(data) == resolve_data(cfg.data)
     scores: dict[str, Any] = {}
     if own:
