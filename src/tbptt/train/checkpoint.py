@@ -45,9 +45,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be read, or does not belong to this run."""
 
 
-class CheckpointWriteError(CheckpointError):
+class CheckpointWriteError(CheckpointError, OSError):
     """A checkpoint could not be written (a full disk, a folder without write permission): its
-    temporary file is removed, nothing under a checkpoint's name was written or replaced."""
+    temporary file is removed, nothing under a checkpoint's name was written or replaced. Also
+    an ``OSError``, as the failed write it stands for."""
 
     def __init__(self, path: Path, error: OSError, what: str = "checkpoint") -> None:
         self.path, self.error, self.what = path, error, what
