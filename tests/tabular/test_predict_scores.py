@@ -177,8 +177,20 @@ def test_streamed_predict_writes_what_the_in_memory_path_writes(
     monkeypatch.setattr(streamed, "STREAM_ROWS", 100)
     monkeypatch.setattr(streamed, "PREDICT_ROWS", 120)
     monkeypatch.setattr(streamed, "iter_frames", counted)
+    from tbptt.tabular.predict import Predictor
+
+    panels: list[int] = []
+    real_panel = Predictor.panel
+
+    def sized(self, data):
+        panel = real_panel(self, data)
+        panels.append(len(panel.frame))
+        return panel
+
+    monkeypatch.setattr(Predictor, "panel", sized)
     assert main([*args, "--out", str(tmp_path / "str.csv")]) == 0
-    assert blocks == [40, 45, 50, 55, 60, 65]  # one id at a time, in blocks of >= 120 rows
+    assert blocks == [40, 45, 50, 55, 60, 65]  # read one id at a time
+    assert panels == [40 + 45 + 50, 55 + 60 + 65]  # blocks of whole ids, each until >= 120 rows
     mem, got = (tmp_path / "mem.csv").read_bytes(), (tmp_path / "str.csv").read_bytes()
     assert got == mem
     a = json.loads((tmp_path / "mem.scores.json").read_text())
