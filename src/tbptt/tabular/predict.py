@@ -18,7 +18,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tbptt.tabular.horizon import backtest_origins, candidates, choose, clip_range
+from tbptt.tabular.horizon import (
+    backtest_origins,
+    candidates,
+    choose,
+    clip_range,
+    direct_forecast,
+)
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import (
     Spec,
@@ -40,6 +46,7 @@ class Predictor:
         self.extra = extra
         self.spec = Spec.from_dict(extra["spec"])
         self.methods: list[str] = []  # per sequence: the last forecast's method (horizon.py)
+        self.direct = int(extra.get("direct", 0))  # steps of the direct head (0: none)
 
     def panel(self, data: str | pd.DataFrame) -> Panel:
         """A file path or DataFrame as the run's panel (its --id/--time columns)."""
@@ -109,10 +116,12 @@ class Predictor:
         levels = panel.frame[list(spec.targets)].to_numpy(dtype=np.float64)  # (rows, k)
         hist = [levels[panel.rows(i)] for i in range(len(panel.ids))]  # each (T_i, k)
         res = self._recursive(panel, horizon, n)
+        direct = self._direct(panel, horizon, n)
         self.methods = [choose(e) for e in self._backtest(panel, horizon, n, hist)]
         for i, name in enumerate(self.methods):
             if n[i] > 0:
-                f = candidates(res[i], hist[i][: n[i]], spec.season)[name]
+                d = None if direct is None else direct[i]
+                f = candidates(res[i], hist[i][: n[i]], spec.season, d)[name]
                 res[i] = f if np.isfinite(f).all() else res[i]  # a gap at the end: the model
         return res
 
@@ -128,15 +137,37 @@ class Predictor:
         for j in range(max((len(o) for o in origins), default=0)):
             at = np.array([o[j] if j < len(o) else 0 for o in origins], dtype=np.int64)
             model = self._recursive(panel, horizon, at)
+            direct = self._direct(panel, horizon, at)
             for i, o in enumerate(at.tolist()):
                 if o == 0:
                     continue
                 truth = hist[i][o : o + horizon]  # (horizon, k)
-                for name, f in candidates(model[i], hist[i][:o], spec.season).items():
+                d = None if direct is None else direct[i]
+                for name, f in candidates(model[i], hist[i][:o], spec.season, d).items():
                     err = np.nanmean(np.abs(f - truth) / sd) if np.isfinite(truth).any() else np.nan
                     if np.isfinite(err):
                         errors[i].setdefault(name, []).append(float(err))
         return errors
+
+    def _direct(
+        self, panel: Panel, horizon: int, upto: np.ndarray | None
+    ) -> list[np.ndarray] | None:
+        """Per sequence: (horizon, k) forecasts of the direct head from the state at row
+        ``upto[i] - 1`` (NaN where ``upto[i]`` is 0), each within :func:`clip_range` of the
+        history; None when the run has no direct head or it is shorter than ``horizon``."""
+        spec = self.spec
+        if self.direct < horizon:
+            return None
+        sdc = np.array([spec.sd_change[c] for c in spec.targets])
+        res = []
+        for r in self.one_step(panel, upto):
+            n, z = r["n"], r["arrays"]["z"]
+            if n == 0:
+                res.append(np.full((horizon, len(sdc)), np.nan))
+                continue
+            f = direct_forecast(r["last"], z[n - 1], horizon, spec.n_out, sdc)  # (horizon, k)
+            res.append(self._levels(np.clip(f, *clip_range(z[:n]))))
+        return res
 
     def _recursive(self, panel: Panel, horizon: int, upto: np.ndarray | None) -> list[np.ndarray]:
         """Per sequence: (horizon, k) recursive forecasts of the model past row ``upto[i] - 1``
