@@ -115,8 +115,7 @@ class Predictor:
         n = panel.lengths.copy() if upto is None else np.asarray(upto, dtype=np.int64)
         levels = panel.frame[list(spec.targets)].to_numpy(dtype=np.float64)  # (rows, k)
         hist = [levels[panel.rows(i)] for i in range(len(panel.ids))]  # each (T_i, k)
-        res = self._recursive(panel, horizon, n)
-        direct = self._direct(panel, horizon, n)
+        res, direct = self._model_forecasts(panel, horizon, n)
         self.methods = [choose(e) for e in self._backtest(panel, horizon, n, hist)]
         for i, name in enumerate(self.methods):
             if n[i] > 0:
@@ -136,8 +135,7 @@ class Predictor:
         errors: list[dict[str, list[float]]] = [{} for _ in hist]
         for j in range(max((len(o) for o in origins), default=0)):
             at = np.array([o[j] if j < len(o) else 0 for o in origins], dtype=np.int64)
-            model = self._recursive(panel, horizon, at)
-            direct = self._direct(panel, horizon, at)
+            model, direct = self._model_forecasts(panel, horizon, at)
             for i, o in enumerate(at.tolist()):
                 if o == 0:
                     continue
@@ -149,8 +147,15 @@ class Predictor:
                         errors[i].setdefault(name, []).append(float(err))
         return errors
 
-    def _direct(
+    def _model_forecasts(
         self, panel: Panel, horizon: int, upto: np.ndarray | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """The recursive and the direct forecasts from one pass over the history."""
+        ones = self.one_step(panel, upto)
+        return self._recursive(panel, horizon, upto, ones), self._direct(panel, horizon, upto, ones)
+
+    def _direct(
+        self, panel: Panel, horizon: int, upto: np.ndarray | None, ones: list[Any] | None = None
     ) -> list[np.ndarray] | None:
         """Per sequence: (horizon, k) forecasts of the direct head from the state at row
         ``upto[i] - 1`` (NaN where ``upto[i]`` is 0), each within :func:`clip_range` of the
@@ -160,7 +165,7 @@ class Predictor:
             return None
         sdc = np.array([spec.sd_change[c] for c in spec.targets])
         res = []
-        for r in self.one_step(panel, upto):
+        for r in ones or self.one_step(panel, upto):
             n, z = r["n"], r["arrays"]["z"]
             if n == 0:
                 res.append(np.full((horizon, len(sdc)), np.nan))
@@ -169,15 +174,18 @@ class Predictor:
             res.append(self._levels(np.clip(f, *clip_range(z[:n]))))
         return res
 
-    def _recursive(self, panel: Panel, horizon: int, upto: np.ndarray | None) -> list[np.ndarray]:
+    def _recursive(
+        self, panel: Panel, horizon: int, upto: np.ndarray | None, ones: list[Any] | None = None
+    ) -> list[np.ndarray]:
         """Per sequence: (horizon, k) recursive forecasts of the model past row ``upto[i] - 1``
         (NaN where ``upto[i]`` is 0), each step within :func:`clip_range` of the history."""
         spec = self.spec
         k, pnum = len(spec.targets), len(spec.past)
         sdc = np.array([spec.sd_change[c] for c in spec.targets])
         known_all = feature_arrays(panel.frame, spec, known_only=True)
+        past_all = feature_arrays(panel.frame, spec, known_only=False)
         res = []
-        for i, r in enumerate(self.one_step(panel, upto)):
+        for i, r in enumerate(ones or self.one_step(panel, upto)):
             n, a = r["n"], r["arrays"]
             if n == 0:
                 res.append(np.full((horizon, k), np.nan))
@@ -186,7 +194,7 @@ class Predictor:
             lo, hi = clip_range(z)  # (k,) each
             miss = np.zeros_like(z)
             past = a["past"][:n].copy()
-            full_past = feature_arrays(panel.frame, spec, known_only=False)[panel.rows(i)][:n]
+            full_past = past_all[panel.rows(i)][:n]
             known = known_all[panel.rows(i)][:n]
             state, y = r["state"], r["last"]
             preds = []
