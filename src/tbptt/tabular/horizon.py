@@ -40,6 +40,7 @@ __all__ = [
     "clip_range",
     "direct_changes",
     "direct_forecast",
+    "direct_spread",
     "horizon_mse",
 ]
 
@@ -132,8 +133,35 @@ def direct_changes(z: np.ndarray, observed: np.ndarray, n: int, horizon: int) ->
     return out
 
 
+def direct_spread(zs: list[np.ndarray], horizon: int, sdc: np.ndarray) -> np.ndarray:
+    """(horizon k,) the mean squared change over ``h`` steps (block ``h - 1``), in
+    ``sd_change`` units, pooled over the training ranges ``zs`` (each (n, k)); ``h`` where no
+    pair is that far apart (a random walk's).
+
+    >>> direct_spread([np.arange(6.0)[:, None]], 2, np.ones(1)).tolist()
+    [1.0, 4.0]
+    """
+    k = len(sdc)
+    sq, cnt = np.zeros(horizon * k), np.zeros(horizon * k)
+    for z in zs:
+        d = direct_changes(z, np.ones_like(z), len(z), horizon)  # (n, 2, H k)
+        sq += ((d[:, 0] / np.tile(sdc, horizon)) ** 2 * d[:, 1]).sum(0)
+        cnt += d[:, 1].sum(0)
+    walk = np.repeat(np.arange(1.0, horizon + 1), k)
+    ok = cnt > 0
+    out = walk.copy()
+    out[ok] = sq[ok] / cnt[ok]
+    return np.maximum(out, 1e-6)
+
+
 def attach_direct(
-    y: np.ndarray, z: np.ndarray, n: int, horizon: int, n_out: int, sdc: np.ndarray
+    y: np.ndarray,
+    z: np.ndarray,
+    n: int,
+    horizon: int,
+    n_out: int,
+    sdc: np.ndarray,
+    spread: np.ndarray | None = None,
 ) -> np.ndarray:
     """One sequence's one-step targets ``y`` (T, 3 n_out: values, mask weights, loss weights;
     ``forecast_arrays``) with the direct head's appended: (T, 3 (n_out + horizon k)).
@@ -141,17 +169,19 @@ def attach_direct(
     The direct values are :func:`direct_changes` over ``sd_change`` (``sdc`` (k,)); a future
     value counts where the one-step mask says it was observed and it lies before row ``n``
     (``n = 0``: no direct target, e.g. validation, which scores the one-step outputs only).
-    Loss weights: the sequence's own one-step loss weight per target, over ``h`` (a random
-    walk's change over ``h`` steps has ``h`` times the variance) and over ``horizon``, so
-    that the H blocks together weigh about as much as the one-step output.
+    Loss weights: the sequence's own one-step loss weight per target, over ``horizon`` and
+    over the spread of block h (:func:`direct_spread`; default ``h``, a random walk's), so
+    that the H blocks together weigh about as much as the one-step output (whose targets have
+    unit spread) whatever the series' smoothness.
     """
     k = len(sdc)
     observed = np.zeros_like(z)
     observed[1:] = y[:-1, n_out : n_out + k]  # the target at t + 1 is z[t + 1]
     d = direct_changes(z, observed, n, horizon)  # (T, 2, H k)
     own = y[:, 2 * n_out : 2 * n_out + k].max(0)  # (k,) the sequence's loss weight
-    per_h = np.repeat(1.0 / (horizon * np.arange(1, horizon + 1)), k)  # (H k,)
-    lw = d[:, 1] * np.tile(own, horizon) * per_h
+    if spread is None:
+        spread = np.repeat(np.arange(1.0, horizon + 1), k)
+    lw = d[:, 1] * np.tile(own, horizon) / (horizon * spread)
     vals = d[:, 0] / np.tile(sdc, horizon)
     parts = [y[:, :n_out], vals, y[:, n_out : 2 * n_out], d[:, 1], y[:, 2 * n_out :], lw]
     return np.concatenate(parts, 1)

@@ -25,7 +25,7 @@ from tbptt.data import StreamBatcher
 from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
 from tbptt.tabular.dataset import load_data, patch_size
-from tbptt.tabular.horizon import attach_direct, horizon_mse
+from tbptt.tabular.horizon import attach_direct, direct_spread, horizon_mse
 from tbptt.tabular.model import (
     ClassifyMetrics,
     ForecastMetrics,
@@ -171,8 +171,9 @@ def _with_direct(
     spec, half = parts.spec, parts.spec.n_out
     sdc = np.array([spec.sd_change[c] for c in spec.targets])
     trained = [(a, n) for a, n in zip(arrays, n_train.tolist()) if n >= 2]
+    spread = direct_spread([a["z"][:n] for a, n in trained], horizon, sdc)
     parts.train_y = [
-        attach_direct(y, a["z"][:n], n, horizon, half, sdc)
+        attach_direct(y, a["z"][:n], n, horizon, half, sdc, spread)
         for y, (a, n) in zip(parts.train_y, trained)
     ]
     parts.val_y = [
