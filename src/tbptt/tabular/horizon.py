@@ -1,16 +1,20 @@
-"""The horizon guard of ``--data`` forecasting: the recursive model, or a simple forecast where
-the sequence's own recent past says the model's recursion does worse.
+"""The horizon of ``--data`` forecasting: the model's recursive forecast, its direct multi-step
+head, or a simple forecast where the sequence's own recent past says the model does worse.
 
 A recursive forecast feeds each step's prediction back as the next input, so its errors
 compound over the horizon; on a noisy series without a season it can drift far from anything
 seen (Taieb et al. 2012, "A review and comparison of strategies for multi-step ahead time series
-forecasting"). Two guards, both decided from the history given and never from the future:
+forecasting"). The DIRECT strategy predicts every step of the horizon at once from the state at
+the origin; forecasting runs train such a head next to the one-step output
+(:func:`attach_direct`, :func:`horizon_mse`; the multi-horizon output of MQ-RNN, Wen et al.
+2017, "A multi-horizon quantile recurrent forecaster"). Two guards, both decided from the
+history given and never from the future:
 
 - :func:`clip_range`: each recursive step is kept within the history's range widened by half of
   it, so one bad step cannot explode the rest.
 - :func:`choose`: a rolling-origin backtest (Tashman 2000, "Out-of-sample tests of forecasting
-  accuracy") over the last steps of each sequence scores the model's recursive forecast, the
-  ``blend`` (the mean of the model's and the seasonal naive forecast: a combination, which
+  accuracy") over the last steps of each sequence scores the model's recursive forecast, its
+  ``direct`` head's (where the run has one, as long as the horizon), the ``blend`` (the mean of the model's and the seasonal naive forecast: a combination, which
   seldom does much worse than its better part; Makridakis et al. 2020, "The M4 Competition"),
   the naive and the seasonal naive forecast; the sequence's horizon uses the best of them (its
   name is reported per sequence as :attr:`tbptt.tabular.predict.Predictor.methods`).

@@ -3,10 +3,12 @@ class probabilities. Used by ``tbptt predict``, the end-of-training report and `
 
 Forecasts past the end are recursive: each step's prediction of the targets and of the past-only
 covariates (forecast jointly by the same head) becomes the next step's input; known covariates
-and categorical ones keep their last value past the end of the file. Each step stays within the
-history's widened range, and a sequence whose own recent past shows the recursion losing to its
-blend with the seasonal naive forecast, or to the naive or seasonal naive forecast, uses that
-one instead (``horizon.py``; the choice per sequence is :attr:`Predictor.methods`).
+and categorical ones keep their last value past the end of the file. Runs trained with the
+direct multi-step head (``extra["direct"]`` = its steps) also forecast the whole horizon at once
+from the state at the end, with no covariate forecast. Each step stays within the history's
+widened range, and a sequence whose own recent past shows the recursion losing to the direct
+head, to its blend with the seasonal naive forecast, or to the naive or seasonal naive forecast,
+uses that one instead (``horizon.py``; the choice per sequence is :attr:`Predictor.methods`).
 """
 
 from __future__ import annotations
