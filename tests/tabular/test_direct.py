@@ -11,12 +11,13 @@ import pandas as pd
 import torch
 
 from tbptt.tabular.horizon import horizon_mse
-from tbptt.tabular.job import build_data_job, build_data_model, holdout
+from tbptt.tabular.job import WeightedStream, build_data_job, build_data_model, holdout
 from tbptt.tabular.model import TabularRNN, weighted_mse
 from tbptt.tabular.panel import make_panel
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.prepare import Spec, fit_spec, forecast_arrays
 from tbptt.train.config import RunConfig
+from tbptt.train.evaluation import evaluate
 
 LENGTHS = [9, 5, 13, 6]
 
@@ -131,3 +132,30 @@ def test_the_guard_uses_the_direct_head_where_its_backtest_wins():
     assert pred.methods == ["direct"]
     np.testing.assert_allclose(fc[0][:, 0], 0.3 * np.arange(60, 64), atol=0.05)
     assert pred._direct(p, h_max + 1, None) is None  # a longer horizon than the head's
+
+
+def test_the_direct_loss_streamed_with_resets_equals_each_sequence_alone(tmp_path, float64):
+    """TBPTT exactness with the head: the packed training stream's loss (resets mid-chunk)
+    equals the loss of each training sequence run alone from a zero state, pooled by hand."""
+    job, _, _ = _job(tmp_path, 3)
+    torch.manual_seed(0)
+    for prm in job.model.parameters():  # a non-trivial model (the head starts at zero)
+        torch.nn.init.normal_(prm, std=0.5)
+    prep = job.train._prep
+    lengths = prep.lengths.tolist()
+    xs, ys = list(torch.split(prep.x, lengths)), list(torch.split(prep.y, lengths))
+    packed = WeightedStream(xs, ys, batch_size=2, chunk_len=4)
+    resets = [c.reset for c in packed]  # a whole pass (a partial one would resume later)
+    assert any(r[:, 1:].any() for r in resets)  # a sequence starts inside a chunk
+    got = evaluate(job.model, job.loss_fn, packed, device="cpu")
+    total, count = 0.0, 0.0
+    for a, b in zip(xs, ys):
+        alone = evaluate(
+            job.model,
+            job.loss_fn,
+            WeightedStream([a], [b], batch_size=1, chunk_len=4),
+            device="cpu",
+        )
+        total += alone["loss"] * alone["tokens"]
+        count += alone["tokens"]
+    assert got["tokens"] == count and abs(got["loss"] - total / count) < 1e-12
