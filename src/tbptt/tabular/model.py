@@ -7,6 +7,11 @@
   since the sequence began, carried in the state so that it streams chunk by chunk (mean/max
   pooling over time as in Wang, Yan & Oates, 2017, "Time series classification from scratch
   with deep neural networks: a strong baseline", IJCNN).
+- :class:`Ensemble`: classification's default, several TabularRNNs trained side by side from
+  different initialisations, their class probabilities averaged (a deep ensemble:
+  Lakshminarayanan, Pritzel & Blundell, 2017, "Simple and scalable predictive uncertainty
+  estimation using deep ensembles", NeurIPS); :func:`ensemble_cross_entropy` trains each member
+  on its own loss, :func:`mean_probabilities` is what is scored and predicted.
 - :func:`weighted_mse`: targets ``(B, L, 3K)`` hold K values, their K mask weights (0 where a
   value is missing or not to be learned; the metrics count these) and K loss weights.
 - :class:`ForecastMetrics` / :class:`ClassifyMetrics` / :class:`RegressMetrics`: what the
@@ -32,9 +37,12 @@ from tbptt.train.metrics import Metrics
 
 __all__ = [
     "ClassifyMetrics",
+    "Ensemble",
     "ForecastMetrics",
     "RegressMetrics",
     "TabularRNN",
+    "ensemble_cross_entropy",
+    "mean_probabilities",
     "weighted_mse",
 ]
 
@@ -85,6 +93,64 @@ class TabularRNN(nn.Module):
         h, rnn_state = self.rnn(x, rnn_state)  # (B, T, H)
         feats, pooled = _pooled(h, pooled)  # (B, T, 3H)
         return self.head(self.drop(feats)), (rnn_state, pooled)
+
+
+class Ensemble(nn.Module):
+    """``members`` independent :class:`TabularRNN` (same options, each its own random
+    initialisation, no shared weight) side by side: outputs ``(B, T, members * out)``, member
+    ``m``'s logits in ``[..., m * out : (m + 1) * out]``; the state is the tuple of theirs.
+
+    >>> torch.manual_seed(0) is not None
+    True
+    >>> e = Ensemble(2, 3, members=4, hidden=5, pool=True, zero_head=False)
+    >>> y, state = e(torch.zeros(2, 7, 2), None)
+    >>> tuple(y.shape), len(state), tuple(mean_probabilities(y, 4).shape)
+    ((2, 7, 12), 4, (2, 7, 3))
+    """
+
+    def __init__(self, features: int, out: int, *, members: int, **options: Any) -> None:
+        super().__init__()
+        self.out = out
+        self.members = nn.ModuleList(TabularRNN(features, out, **options) for _ in range(members))
+
+    def forward(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
+        states = (None,) * len(self.members) if state is None else state
+        ys, new = [], []
+        for member, s in zip(self.members, states):
+            y, s = member(x, s)  # (B, T, out)
+            ys.append(y)
+            new.append(s)
+        return torch.cat(ys, -1), tuple(new)  # (B, T, members * out)
+
+
+def mean_probabilities(logits: Tensor, members: int) -> Tensor:
+    """``(..., members * C)`` logits -> ``(..., C)``: the members' softmax probabilities averaged.
+
+    >>> p = mean_probabilities(torch.tensor([[0.0, 0.0, 0.0, 100.0]]), 2)
+    >>> [round(v, 3) for v in p[0].tolist()]
+    [0.25, 0.75]
+    """
+    c = logits.shape[-1] // members
+    p = logits.reshape(*logits.shape[:-1], members, c).softmax(-1)  # (..., members, C)
+    return p.mean(-2)
+
+
+def ensemble_cross_entropy(members: int) -> Any:
+    """The loss of an :class:`Ensemble` of ``members``: logits ``(B, L, members * C)``, integer
+    targets ``(B, L)`` -> ``(B, L)``, the mean of the members' own cross-entropies, so each
+    member's gradient is that of its own loss (independent training; 1: plain cross-entropy)."""
+
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
+        c = logits.shape[-1] // members
+        per = logits.reshape(*logits.shape[:-1], members, c)  # (B, L, members, C)
+        flat = nn.functional.cross_entropy(
+            per.reshape(-1, c),
+            targets.unsqueeze(-1).expand(*targets.shape, members).reshape(-1),
+            reduction="none",
+        )
+        return flat.view(*targets.shape, members).mean(-1)
+
+    return loss
 
 
 def _pooled(h: Tensor, carried: Any) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
@@ -148,12 +214,14 @@ class RegressMetrics(ForecastMetrics):
 
 
 class ClassifyMetrics(Metrics):
-    """Cross-entropy -> accuracy and macro-F1 over the sequences' last steps (the mask)."""
+    """Cross-entropy -> accuracy and macro-F1 over the sequences' last steps (the mask); with
+    ``members`` > 1 the class is that of the members' averaged probabilities."""
 
     name = "loss"
 
-    def __init__(self, n_classes: int) -> None:
+    def __init__(self, n_classes: int, members: int = 1) -> None:
         self.n_classes = n_classes
+        self.members = members
         self.reset()
 
     def reset(self) -> None:
@@ -162,7 +230,8 @@ class ClassifyMetrics(Metrics):
 
     def accumulate(self, outputs: Tensor, targets: Tensor, mask: Tensor) -> None:
         m = mask.bool()
-        self._pred.append(outputs[m].argmax(-1).cpu().numpy())
+        prob = mean_probabilities(outputs[m], self.members)  # (n, C)
+        self._pred.append(prob.argmax(-1).cpu().numpy())
         self._true.append(targets[m].long().cpu().numpy())
 
     def summary(self) -> dict[str, float]:

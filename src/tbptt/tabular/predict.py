@@ -27,6 +27,7 @@ from tbptt.tabular.horizon import (
     clip_range,
     direct_forecast,
 )
+from tbptt.tabular.model import mean_probabilities
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import (
     Spec,
@@ -261,9 +262,9 @@ class Predictor:
         return [self._run(patches(feats[panel.rows(i)], patch))[0] for i in range(len(panel.ids))]
 
     def _classify_frame(self, panel: Panel) -> pd.DataFrame:
-        logits = np.stack([o[-1] for o in self._outputs(panel)])  # (N, C)
-        prob = np.exp(logits - logits.max(1, keepdims=True))
-        prob /= prob.sum(1, keepdims=True)
+        logits = torch.from_numpy(np.stack([o[-1] for o in self._outputs(panel)]))  # (N, M*C)
+        members = int(self.extra.get("members", 1))  # an ensemble: its averaged probabilities
+        prob = mean_probabilities(logits, members).numpy()  # (N, C)
         classes = self.spec.classes
         d = pd.DataFrame({"id": panel.ids, "yhat": [classes[j] for j in prob.argmax(1)]})
         for j, c in enumerate(classes):

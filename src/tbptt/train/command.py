@@ -441,6 +441,7 @@ def _log_start(trainer: Any, job: Any, cfg: Any, run: Any, resumed: bool) -> dic
     model_desc = (
         f"{cfg.cell.upper()} {cfg.layers}x{cfg.hidden}"
         + (f", embedding {cfg.embed}" if cfg.task == "text" else "")
+        + (f", an ensemble of {cfg.members}" if (cfg.members or 1) > 1 else "")
         + f", {n_params:,} parameters on {trainer.device}"
         + (f" ({torch.get_num_threads()} threads)" if trainer.device.type == "cpu" else "")
     )

@@ -117,6 +117,12 @@ class RunConfig:
     layers: int = _f(1, "recurrent layers", "model")
     embed: int = _f(64, "text: embedding size", "model")
     dropout: float = _f(0.0, "dropout between layers and before the head", "model")
+    members: int | None = _f(
+        None,
+        "--task classify: models trained side by side from different initialisations, their "
+        "class probabilities averaged (default: 3 where the time budget allows, see docs)",
+        "model",
+    )
 
     rule: str = _f(
         "tbptt",
@@ -236,7 +242,7 @@ class RunConfig:
 
     def check(self) -> None:
         """Reject values that cannot work, naming the option and a fix."""
-        positive = ("hidden", "layers", "embed", "k1", "k2", "batch_size", "chunk_len")
+        positive = ("hidden", "layers", "embed", "k1", "k2", "batch_size", "chunk_len", "members")
         checked = ("eval_every", "log_every", "checkpoint_every", "updates", "epochs", "patience")
         for name in (*positive, *checked):
             v = getattr(self, name)
