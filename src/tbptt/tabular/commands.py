@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tbptt.tabular.dataset import resolve_data
+from tbptt.tabular.guard import OneStepGuard, fit_guard
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.report import evaluate_run, write_outputs
 
@@ -17,13 +20,19 @@ def after_training(
     model: Any, cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any]
 ) -> str:
     """Score the trained (best) model on its validation data next to the baselines, write
-    predictions.csv and the plots; the verdict lines (also in ``summary``)."""
+    predictions.csv and the plots; the verdict lines (also in ``summary``). A forecast run
+    first chooses its one-step guard on that validation data (``guard.py``), saved in
+    ``run_dir`` and used by everything that predicts from the run."""
     pred = Predictor(model, cfg, extra)
     data: Any = cfg.data
     if extra.get("streamed"):  # a streamed file: its sample of ids (the validation data)
         from tbptt.tabular.dataset import _read
 
         data = _read(resolve_data(cfg.data), cfg.id)[0]
+    if pred.spec.task == "forecast":
+        pred.guard = fit_guard(pred, pred.panel(data), np.asarray(extra["n_train"]))
+        pred.guard.save(run_dir)
+        summary["one_step_guard"] = pred.guard.choice
     result = evaluate_run(pred, data)
     summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
@@ -43,7 +52,7 @@ def predict_run(
     """``tbptt predict RUN --data FILE --out OUT.csv [--horizon H]``: the table of predictions
     (see :meth:`Predictor.predict_frame`); without --data the run's own file, whose validation
     scores are printed too. Returns what to print."""
-    pred = Predictor(model, cfg, extra)
+    pred = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
     lines = []
     path = data or cfg.data
     if data is None or resolve_data(data) == resolve_data(cfg.data):
