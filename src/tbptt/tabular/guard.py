@@ -9,7 +9,8 @@ et al. 2020, "The M4 Competition"). So, once, after training, each target's one-
 predictions over the validation part (the last part of each sequence's training data, as the
 early stopping saw it) are scored with every candidate
 
-    ``w * model + (1 - w) * base``,  ``w`` in ``WEIGHTS``,  ``base``: naive or seasonal naive,
+    ``w * model + (1 - w) * base``,  ``w`` in ``WEIGHTS``,
+    ``base``: naive, seasonal naive or the mean of the values before (``base_one_step``),
 
 by MASE (each sequence's errors divided by its own in-sample seasonal-naive MAE, pooled). Of the
 candidates within ``MARGIN`` of the best score, the one with the largest model weight is used
@@ -61,17 +62,29 @@ MARGIN = 0.02
 FILE = "one_step_guard.json"
 """The guard's file in the run folder."""
 
+_WORDS = {
+    "naive": "naive forecast (the last value)",
+    "seasonal_naive": "seasonal naive forecast (one season back)",
+    "mean": "mean of the values before",
+}
+
 
 def base_one_step(y: np.ndarray, season: int) -> dict[str, np.ndarray]:
-    """(T,) one sequence's levels -> the naive ``y[t - 1]`` and seasonal naive ``y[t - m]``
-    one-step predictions (T,) (NaN at t = 0; the naive one where ``t < m``)."""
+    """(T,) one sequence's levels -> its simple one-step predictions (T,), NaN at t = 0: the
+    naive ``y[t - 1]``, the seasonal naive ``y[t - m]`` (the naive one where ``t < m``) and the
+    mean of the values before ``t`` (the historical average, for series that revert to it)."""
     naive = np.full(len(y), np.nan)
     naive[1:] = y[:-1]
     m = max(1, int(season))
     seasonal = naive.copy()
     if m > 1 and len(y) > m:
         seasonal[m:] = y[:-m]
-    return {"naive": naive, "seasonal_naive": seasonal}
+    ok = np.isfinite(y)
+    count = np.cumsum(ok)[:-1]  # (T - 1,) values before t = 1 ..
+    mean = np.full(len(y), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean[1:] = np.cumsum(np.where(ok, y, 0.0))[:-1] / np.where(count > 0, count, np.nan)
+    return {"naive": naive, "seasonal_naive": seasonal, "mean": mean}
 
 
 def _combine(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
@@ -84,7 +97,7 @@ def _combine(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
 
 @dataclass
 class OneStepGuard:
-    """Per target: ``{"weight": w, "base": "naive" | "seasonal_naive", ...}`` (the validation
+    """Per target: ``{"weight": w, "base": "naive" | "seasonal_naive" | "mean", ...}`` (the validation
     scores it was chosen by ride along). No entry, or ``w = 1``: the model alone."""
 
     choice: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -105,8 +118,8 @@ class OneStepGuard:
         w = self.weight(target)
         if w >= 1.0:
             return "the model's"
-        base = self.choice[target]["base"].replace("_", " ")
-        return base if w <= 0.0 else f"{w:g} x the model's + {1 - w:g} x the {base}"
+        base = _WORDS[self.choice[target]["base"]]
+        return f"the {base}" if w <= 0.0 else f"{w:g} x the model's + {1 - w:g} x the {base}"
 
     def save(self, run_dir: Path) -> None:
         (Path(run_dir) / FILE).write_text(json.dumps(self.choice, indent=1) + "\n")
@@ -142,7 +155,7 @@ def choose_guard(
     """
     if not model:
         return {"weight": 1.0, "base": "naive", "val_mase": {}}
-    bases = ["naive", "seasonal_naive"] if season > 1 else ["naive"]
+    bases = ["naive", "seasonal_naive", "mean"] if season > 1 else ["naive", "mean"]
     errors: dict[tuple[str, float], list[np.ndarray]] = {}
     for pred, y, s, sc in zip(model, levels, start, scale):
         b = base_one_step(y, season)
