@@ -37,6 +37,7 @@ from tbptt.tabular.prepare import (
     fit_spec,
     forecast_arrays,
     patches,
+    seasonal_columns,
     target_levels,
 )
 
@@ -66,6 +67,7 @@ def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
         dropout=cfg.dropout,
         zero_head=spec.task == "forecast",
         pool=extra.get("readout") == "pool",
+        skip=extra.get("skip"),  # runs before it: none
     )
 
 
@@ -150,6 +152,7 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn=weighted_mse,
         baselines=forecast_baselines(p, spec, n_train, int(cfg.horizon or 1)),
         split={"n_train": n_train.tolist()},
+        extra={"skip": seasonal_columns(spec)},
         desc=f"{int(n_train.sum())} training and {n_val} validation steps",
     )
 

@@ -34,7 +34,7 @@ import pandas as pd
 
 from tbptt.tabular.panel import Panel
 
-__all__ = ["Spec", "feature_arrays", "fit_spec", "forecast_arrays", "patches"]
+__all__ = ["Spec", "feature_arrays", "fit_spec", "forecast_arrays", "patches", "seasonal_columns"]
 
 MAX_CATEGORIES = 50
 
@@ -281,6 +281,21 @@ def forecast_inputs(
         blocks.append(miss)
     blocks += [past, known_next]
     return np.concatenate(blocks, 1)
+
+
+def seasonal_columns(spec: Spec) -> list[int]:
+    """The input columns of the targets' seasonal-naive changes (:func:`forecast_inputs`'s
+    layout: changes, levels, seasonal changes ...); none without a season. The model adds them
+    to its outputs (``TabularRNN(skip=...)``): untrained, it is the seasonal naive forecast.
+
+    >>> seasonal_columns(Spec("forecast", ["a"], [], [], {}, [], {}, {}, level=True, season=12))
+    [2]
+    """
+    if spec.season <= 1:
+        return []
+    k = len(spec.targets)
+    first = k + (k if spec.level else 0)
+    return list(range(first, first + k))
 
 
 def ffill(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
