@@ -158,3 +158,24 @@ def test_a_run_without_a_guard_file_uses_the_model_alone(tmp_path):
     (tmp_path / FILE).write_text(json.dumps({"y": {"weight": 1.0, "base": "naive"}}))
     model = np.array([np.nan, 1.0, 2.0])
     assert OneStepGuard.read(tmp_path).apply(model, np.zeros(3), "y", 1) is model
+
+
+def test_with_a_season_the_untrained_model_is_the_seasonal_naive_forecast():
+    from types import SimpleNamespace
+
+    from tbptt.tabular.model import TabularRNN
+    from tbptt.tabular.predict import Predictor
+    from tbptt.tabular.prepare import fit_spec, forecast_arrays, seasonal_columns
+
+    rng = np.random.default_rng(0)
+    y = np.cumsum(rng.normal(size=60)) + np.tile([3.0, -1.0, 0.0, -2.0], 15)
+    p = make_panel(_frame(y, "QS"), id_col=None, time_col="t")
+    for level in (True, False):  # the seasonal columns move with the level columns
+        spec = fit_spec(p, "forecast", ["y"], [], [], np.array([48]), season=4)
+        spec.level = level
+        n_in = forecast_arrays(p, spec)[0]["x"].shape[1]
+        model = TabularRNN(n_in, spec.n_out, hidden=8, skip=seasonal_columns(spec)).double()
+        pred = Predictor(model, SimpleNamespace(id=None, time="t"), {"spec": spec.to_dict()})
+        got = pred.one_step(p)[0]["one_step"][:, 0]
+        expect = np.concatenate([[np.nan], y[:3], y[:-4]])  # y[t - 1] until a season is back
+        np.testing.assert_allclose(got, expect, rtol=1e-10, equal_nan=True)
