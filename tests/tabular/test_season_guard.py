@@ -62,16 +62,13 @@ def test_detect_season_takes_the_calendar_where_the_acf_confirms_it():
 def _brute_force(model, levels, start, scale, season):
     """Every candidate's pooled validation MASE, written out step by step (float64)."""
     out = {}
-    for base in ["naive", "seasonal_naive", "mean"] if season > 1 else ["naive", "mean"]:
+    for base in ["naive", "seasonal_naive"] if season > 1 else ["naive"]:
         for w in WEIGHTS:
             errs = []
             for pred, y, s, sc in zip(model, levels, start, scale):
                 for t in range(s, len(y)):
                     lag = season if base == "seasonal_naive" and t >= season else 1
                     b = y[t - lag] if t >= 1 else np.nan
-                    if base == "mean":
-                        before = [v for v in y[:t] if np.isfinite(v)]
-                        b = sum(before) / len(before) if before else np.nan
                     p = pred[t] if w == 1.0 or not np.isfinite(b) else w * pred[t] + (1 - w) * b
                     if np.isfinite(p) and np.isfinite(y[t]):
                         errs.append(abs(p - y[t]) / sc)

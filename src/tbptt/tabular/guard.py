@@ -9,8 +9,7 @@ et al. 2020, "The M4 Competition"). So, once, after training, each target's one-
 predictions over the validation part (the last part of each sequence's training data, as the
 early stopping saw it) are scored with every candidate
 
-    ``w * model + (1 - w) * base``,  ``w`` in ``WEIGHTS``,
-    ``base``: naive, seasonal naive or the mean of the values before (``base_one_step``),
+    ``w * model + (1 - w) * base``,  ``w`` in ``WEIGHTS``,  ``base``: naive or seasonal naive,
 
 by MASE (each sequence's errors divided by its own in-sample seasonal-naive MAE, pooled). Of the
 candidates within ``MARGIN`` of the best score, the one with the largest model weight is used
@@ -56,7 +55,7 @@ __all__ = [
 WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
 """The model's weight in the candidates (1: the model alone, 0: the simple forecast alone)."""
 
-MARGIN = 0.02
+MARGIN = 0.05
 """Candidates whose validation MASE is within this fraction of the best one count as tied."""
 
 FILE = "one_step_guard.json"
@@ -65,26 +64,19 @@ FILE = "one_step_guard.json"
 _WORDS = {
     "naive": "naive forecast (the last value)",
     "seasonal_naive": "seasonal naive forecast (one season back)",
-    "mean": "mean of the values before",
 }
 
 
 def base_one_step(y: np.ndarray, season: int) -> dict[str, np.ndarray]:
-    """(T,) one sequence's levels -> its simple one-step predictions (T,), NaN at t = 0: the
-    naive ``y[t - 1]``, the seasonal naive ``y[t - m]`` (the naive one where ``t < m``) and the
-    mean of the values before ``t`` (the historical average, for series that revert to it)."""
+    """(T,) one sequence's levels -> the naive ``y[t - 1]`` and seasonal naive ``y[t - m]``
+    one-step predictions (T,) (NaN at t = 0; the naive one where ``t < m``)."""
     naive = np.full(len(y), np.nan)
     naive[1:] = y[:-1]
     m = max(1, int(season))
     seasonal = naive.copy()
     if m > 1 and len(y) > m:
         seasonal[m:] = y[:-m]
-    ok = np.isfinite(y)
-    count = np.cumsum(ok)[:-1]  # (T - 1,) values before t = 1 ..
-    mean = np.full(len(y), np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean[1:] = np.cumsum(np.where(ok, y, 0.0))[:-1] / np.where(count > 0, count, np.nan)
-    return {"naive": naive, "seasonal_naive": seasonal, "mean": mean}
+    return {"naive": naive, "seasonal_naive": seasonal}
 
 
 def _combine(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
@@ -97,7 +89,7 @@ def _combine(model: np.ndarray, base: np.ndarray, weight: float) -> np.ndarray:
 
 @dataclass
 class OneStepGuard:
-    """Per target: ``{"weight": w, "base": "naive" | "seasonal_naive" | "mean", ...}`` (the validation
+    """Per target: ``{"weight": w, "base": "naive" | "seasonal_naive", ...}`` (the validation
     scores it was chosen by ride along). No entry, or ``w = 1``: the model alone."""
 
     choice: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -155,7 +147,7 @@ def choose_guard(
     """
     if not model:
         return {"weight": 1.0, "base": "naive", "val_mase": {}}
-    bases = ["naive", "seasonal_naive", "mean"] if season > 1 else ["naive", "mean"]
+    bases = ["naive", "seasonal_naive"] if season > 1 else ["naive"]
     errors: dict[tuple[str, float], list[np.ndarray]] = {}
     for pred, y, s, sc in zip(model, levels, start, scale):
         b = base_one_step(y, season)
