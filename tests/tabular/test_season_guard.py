@@ -176,3 +176,17 @@ def test_with_a_season_the_untrained_model_is_the_seasonal_naive_forecast():
         got = pred.one_step(p)[0]["one_step"][:, 0]
         expect = np.concatenate([[np.nan], y[:3], y[:-4]])  # y[t - 1] until a season is back
         np.testing.assert_allclose(got, expect, rtol=1e-10, equal_nan=True)
+
+
+def test_the_untrained_model_starts_from_the_better_of_naive_and_seasonal_naive():
+    from tbptt.tabular.prepare import fit_spec, seasonal_columns, seasonal_start
+
+    t = np.arange(96)
+    season = 5 * np.sin(2 * np.pi * t / 12)
+    for y, seasonal in ((season + 0.01 * t, True), (0.3 * season + 2.0 * t, False)):
+        p = make_panel(_frame(y, "MS"), id_col=None, time_col="t")
+        spec = fit_spec(p, "forecast", ["y"], [], [], np.array([80]), season=12)
+        expect = seasonal_columns(spec) if seasonal else []
+        assert seasonal_start(p, spec, np.array([80])) == expect and len(seasonal_columns(spec))
+        spec.season = 1
+        assert seasonal_start(p, spec, np.array([80])) == []  # no season: the naive start

@@ -37,7 +37,7 @@ from tbptt.tabular.prepare import (
     fit_spec,
     forecast_arrays,
     patches,
-    seasonal_columns,
+    seasonal_start,
     target_levels,
 )
 
@@ -152,7 +152,7 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn=weighted_mse,
         baselines=forecast_baselines(p, spec, n_train, int(cfg.horizon or 1)),
         split={"n_train": n_train.tolist()},
-        extra={"skip": seasonal_columns(spec)},
+        extra={"skip": seasonal_start(p, spec, n_train)},
         desc=f"{int(n_train.sum())} training and {n_val} validation steps",
     )
 

@@ -43,10 +43,11 @@ class TabularRNN(nn.Module):
     """Recurrent layers over ``(B, T, F)`` input rows, then a linear head to ``(B, T, out)``.
 
     ``zero_head``: the head's weights start at zero (forecasting: the naive forecast at init).
-    ``skip``: input columns added to the first outputs (forecasting with a season: the
-    seasonal-naive change, so that with the zero head the untrained model is the seasonal
-    naive forecast and the network learns what it misses: a residual connection, He et al.
-    2016, "Deep residual learning for image recognition").
+    ``skip``: input columns added to the first outputs (forecasting with a season where the
+    seasonal naive forecast beats the naive one on the training rows: the seasonal-naive
+    change, so that with the zero head the untrained model is the seasonal naive forecast and
+    the network learns what it misses: a residual connection, He et al. 2016, "Deep residual
+    learning for image recognition").
     ``pool``: the head reads ``[h_t, mean(h_1..h_t), max(h_1..h_t)]`` (3H) instead of ``h_t``;
     the state is then ``(rnn state, (sum (B, H), count (B, 1), max (B, H)))``: the engine's
     resets zero it, and a zero count starts the pooling afresh.

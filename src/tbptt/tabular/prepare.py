@@ -34,7 +34,15 @@ import pandas as pd
 
 from tbptt.tabular.panel import Panel
 
-__all__ = ["Spec", "feature_arrays", "fit_spec", "forecast_arrays", "patches", "seasonal_columns"]
+__all__ = [
+    "Spec",
+    "feature_arrays",
+    "fit_spec",
+    "forecast_arrays",
+    "patches",
+    "seasonal_columns",
+    "seasonal_start",
+]
 
 MAX_CATEGORIES = 50
 
@@ -285,8 +293,8 @@ def forecast_inputs(
 
 def seasonal_columns(spec: Spec) -> list[int]:
     """The input columns of the targets' seasonal-naive changes (:func:`forecast_inputs`'s
-    layout: changes, levels, seasonal changes ...); none without a season. The model adds them
-    to its outputs (``TabularRNN(skip=...)``): untrained, it is the seasonal naive forecast.
+    layout: changes, levels, seasonal changes ...); none without a season. A model that adds
+    them to its outputs (``TabularRNN(skip=...)``) is, untrained, the seasonal naive forecast.
 
     >>> seasonal_columns(Spec("forecast", ["a"], [], [], {}, [], {}, {}, level=True, season=12))
     [2]
@@ -296,6 +304,31 @@ def seasonal_columns(spec: Spec) -> list[int]:
     k = len(spec.targets)
     first = k + (k if spec.level else 0)
     return list(range(first, first + k))
+
+
+def seasonal_start(panel: Panel, spec: Spec, n_train: np.ndarray) -> list[int]:
+    """The ``skip`` columns of a forecast model (:func:`seasonal_columns`) where the seasonal
+    naive forecast beats the naive one on the training rows (the first target's mean absolute
+    error, pooled over the sequences), else none: the untrained model is the better of the two.
+    (On the tuning series, starting from seasonal naive helped where it is the stronger one,
+    wine sales, and cost where the trend makes the naive one stronger, Mauna Loa CO2.)"""
+    m = spec.season
+    if m <= 1:
+        return []
+    y_all = numeric_column(panel.frame, spec.targets[0], "--target")
+    naive, seasonal = [], []
+    for i in range(len(panel.ids)):
+        y = y_all[panel.rows(i)][: int(n_train[i])]
+        if len(y) > m:
+            naive.append(np.abs(np.diff(y)))
+            seasonal.append(np.abs(y[m:] - y[:-m]))
+    if not seasonal:
+        return []
+    a, b = np.concatenate(naive), np.concatenate(seasonal)
+    better = (
+        np.nanmean(b) < np.nanmean(a) if np.isfinite(a).any() and np.isfinite(b).any() else False
+    )
+    return seasonal_columns(spec) if better else []
 
 
 def ffill(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
