@@ -46,6 +46,10 @@ __all__ = [
 
 MAX_CATEGORIES = 50
 
+CLEARLY = 0.8
+"""The seasonal naive forecast starts a forecast model where its in-sample error is below this
+fraction of the naive one's (:func:`seasonal_start`)."""
+
 
 @dataclass
 class Spec:
@@ -308,10 +312,12 @@ def seasonal_columns(spec: Spec) -> list[int]:
 
 def seasonal_start(panel: Panel, spec: Spec, n_train: np.ndarray) -> list[int]:
     """The ``skip`` columns of a forecast model (:func:`seasonal_columns`) where the seasonal
-    naive forecast beats the naive one on the training rows (the first target's mean absolute
-    error, pooled over the sequences), else none: the untrained model is the better of the two.
-    (On the tuning series, starting from seasonal naive helped where it is the stronger one,
-    wine sales, and cost where the trend makes the naive one stronger, Mauna Loa CO2.)"""
+    naive forecast is clearly better than the naive one on the training rows (the first
+    target's mean absolute error, pooled over the sequences, below ``CLEARLY`` times the naive
+    one's), else none: the untrained model is the clearly better of the two, or naive.
+    (Starting from seasonal naive helped elec_equip, 0.285 -> 0.222 one-step MASE, where its
+    in-sample error is 0.58 times naive's, and cost Mauna Loa CO2, 0.209 -> 0.254, at 1.13, and
+    woolyrnq, three seeds, at 0.93: the margin was set after seeing woolyrnq.)"""
     m = spec.season
     if m <= 1:
         return []
@@ -325,9 +331,8 @@ def seasonal_start(panel: Panel, spec: Spec, n_train: np.ndarray) -> list[int]:
     if not seasonal:
         return []
     a, b = np.concatenate(naive), np.concatenate(seasonal)
-    better = (
-        np.nanmean(b) < np.nanmean(a) if np.isfinite(a).any() and np.isfinite(b).any() else False
-    )
+    ok = np.isfinite(a).any() and np.isfinite(b).any()
+    better = bool(ok and np.nanmean(b) < CLEARLY * np.nanmean(a))
     return seasonal_columns(spec) if better else []
 
 
