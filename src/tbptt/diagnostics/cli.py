@@ -472,7 +472,8 @@ def sweep_command(args: argparse.Namespace) -> int:
         check_output(args.plot_dir, "--plot-dir", folder=True)
         _sweep_storage(args.storage)
         # the largest point first: a corpus, device or size that cannot train fails here
-        check_objective(max(a for a, _ in points), max(b for _, b in points), **options)
+        flag = "--lengths" if args.lengths else "--k1s" if args.k1s else "--k2s"
+        check_objective(points, flag, **options)
     except BAD_INPUT as e:
         return _fail(str(e))
     try:

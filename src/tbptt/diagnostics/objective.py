@@ -66,17 +66,20 @@ def trainer_objective(**options: Any) -> Callable[[int, int], dict[str, float]]:
     return train_fn
 
 
-def check_objective(k1: int, k2: int, **options: Any) -> None:
+def check_objective(points: list[tuple[int, int]], flag: str = "--lengths", **options: Any) -> None:
     """Check, before a sweep trains anything, that :func:`trainer_objective` with ``options``
-    can train TBPTT(k1, k2) (give the grid's largest k1 and k2): the options, the device and
-    the corpus are valid and the activations fit in memory. Raises ``ValueError`` (or
-    ``FileNotFoundError``, ``ModuleNotFoundError``) in one line, as ``tbptt train`` does."""
-    from tbptt.train.command import steps_kept
+    can train every (k1, k2) of ``points`` (built for the largest k1 and k2): the options, the
+    device and the corpus are valid and the activations fit in memory. Raises ``ValueError``
+    (or ``FileNotFoundError``, ``ModuleNotFoundError``) in one line, as ``tbptt train`` does;
+    warns in one line, as ``tbptt train --k1`` does, about the k1s (given with ``flag``)
+    longer than each training row."""
+    from tbptt.train.command import steps_kept, warn_long_k1
     from tbptt.train.config import RunConfig
     from tbptt.train.evaluation import resolve_device
     from tbptt.train.jobs import build_job
     from tbptt.train.memory import check_fits
 
+    k1, k2 = max(a for a, _ in points), max(b for _, b in points)
     cfg = RunConfig(**{"task": "text", **options, "k1": k1, "k2": k2}).resolved()
     device = resolve_device(cfg.device)
     try:
@@ -89,3 +92,4 @@ def check_objective(k1: int, k2: int, **options: Any) -> None:
             f"allocated on {device}. Lower --hidden."
         ) from None
     check_fits(job.model, int(cfg.batch_size or 1), steps_kept(cfg, job), device)
+    warn_long_k1(cfg, job, [a for a, _ in points], flag)

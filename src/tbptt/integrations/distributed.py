@@ -39,7 +39,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -48,6 +48,9 @@ from torch._utils import _unflatten_dense_tensors
 
 from tbptt.data.base import ChunkStream
 from tbptt.engine import Engine, Update
+
+if TYPE_CHECKING:  # resolved at run time by __getattr__ below (the modules import each other)
+    from tbptt.integrations.dist_checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = [
     "DistInfo",
@@ -474,5 +477,12 @@ def _check_saved_world(saved: object, world: int) -> None:
         )
 
 
-# the per-rank checkpoint files live in their own module; importable from here as before
-from tbptt.integrations.dist_checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+def __getattr__(name: str) -> Any:
+    """``save_checkpoint``/``load_checkpoint`` live in :mod:`tbptt.integrations.dist_checkpoint`
+    (which imports this module); they stay importable from here, resolved on first use so that
+    either module can be imported first (PEP 562)."""
+    if name in ("load_checkpoint", "save_checkpoint"):
+        from tbptt.integrations import dist_checkpoint
+
+        return getattr(dist_checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -123,16 +123,17 @@ def verdict(
     target: str,
     kind: str = "one_step",
     horizon: int = 0,
+    where: str = "validation",
 ) -> str:
     """One line: the model's MASE and RMSE next to the baselines', and a WARNING naming the
-    baselines it loses to (by MASE), with what to try."""
+    baselines it loses to (by MASE), with what to try; ``where``: the data scored."""
     base = baselines.get(target, {}).get(kind, {})
     if not model or not base:
         return "no validation data to compare with the baselines"
     parts = [f"model MASE {model['mase']:.3f} RMSE {model['rmse']:.4g}"]
     parts += [f"{_NAMES[n]} MASE {b['mase']:.3f} RMSE {b['rmse']:.4g}" for n, b in base.items()]
     what = f"{horizon}-step horizon" if kind == "horizon" else "one step ahead"
-    line = f"validation ({target}, {what}): " + " | ".join(parts)
+    line = f"{where} ({target}, {what}): " + " | ".join(parts)
     lost = [n for n, b in base.items() if b["mase"] < model["mase"]]
     if lost:
         worst = min(lost, key=lambda n: base[n]["mase"])

@@ -3,17 +3,21 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tbptt.tabular.dataset import resolve_data
+from tbptt.tabular.file_scores import FileScores
 from tbptt.tabular.guard import OneStepGuard, fit_guard
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.report import evaluate_run, write_outputs
+from tbptt.tabular.streamed import panel_blocks
 
-__all__ = ["after_training", "predict_run"]
+__all__ = ["after_training", "predict_run", "validation_data"]
 
 
 def after_training(
@@ -24,11 +28,7 @@ def after_training(
     first chooses its one-step guard on that validation data (``guard.py``), saved in
     ``run_dir`` and used by everything that predicts from the run."""
     pred = Predictor(model, cfg, extra)
-    data: Any = cfg.data
-    if extra.get("streamed"):  # a streamed file: its sample of ids (the validation data)
-        from tbptt.tabular.dataset import _read
-
-        data = _read(resolve_data(cfg.data), cfg.id)[0]
+    data = validation_data(cfg, extra)
     if pred.spec.task == "forecast":
         pred.guard = fit_guard(pred, pred.panel(data), np.asarray(extra["n_train"]))
         pred.guard.save(run_dir)
@@ -38,6 +38,16 @@ def after_training(
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)
     return str(result["verdict"])
+
+
+def validation_data(cfg: Any, extra: dict[str, Any]) -> Any:
+    """The data a run's validation scores come from: its file, or for a streamed file the
+    sample of whole ids the run validated on."""
+    if extra.get("streamed"):
+        from tbptt.tabular.dataset import _read
+
+        return _read(resolve_data(cfg.data), cfg.id)[0]
+    return cfg.data
 
 
 def predict_run(
@@ -50,22 +60,47 @@ def predict_run(
     horizon: int,
 ) -> str:
     """``tbptt predict RUN --data FILE --out OUT.csv [--horizon H]``: the table of predictions
-    (see :meth:`Predictor.predict_frame`); without --data the run's own file, whose validation
-    scores are printed too. Returns what to print."""
+    (see :meth:`Predictor.predict_frame`; a large Parquet file streamed in blocks of ids) and,
+    next to it in OUT.scores.json and printed, the scores: the run's validation scores on its
+    own file (the default), the same metrics on every row with a target of another file
+    (:mod:`tbptt.tabular.file_scores`). Returns what to print. The one-step forecasts are what
+    the run's guard chose (``guard.py``)."""
     pred = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
-    lines = []
     path = data or cfg.data
-    if data is None or resolve_data(data) == resolve_data(cfg.data):
-        lines.append(evaluate_run(pred, path)["verdict"])
-    panel = pred.panel(path)
-    h = (horizon or int(cfg.horizon or 0)) if pred.spec.task == "forecast" else 0
-    frame = pred.predict_frame(panel, h)
-    if h and len(panel.ids) == 1 and len(pred.spec.targets) == 1:
-        values = frame.loc[frame["kind"] == "forecast", "yhat"]
-        lines.append(f"forecast ({h} steps): " + " ".join(f"{v:.4g}" for v in values))
     target = Path(out) if out else run_dir / "predictions.csv"
     if out and target.exists() and target.is_dir():
         raise ValueError(f"--out {out!r} is a folder; give a file name such as predictions.csv.")
-    frame.to_csv(target, index=False)
-    lines.append(f"wrote {target} ({len(frame)} rows: {', '.join(frame.columns)})")
+    if not target.parent.is_dir():
+        raise ValueError(f"--out {out!r}: no folder {str(target.parent)!r}; create it first.")
+    own = data is None or resolve_data(data) == resolve_data(cfg.data)
+    scores: dict[str, Any] = {}
+    if own:
+        result = evaluate_run(pred, validation_data(cfg, extra))
+        scores = {"data": "validation", "task": pred.spec.task, "verdict": result["verdict"]}
+        scores.update(model=result["model"], baselines=result["baselines"])
+    other = None if own else FileScores(pred, Path(path).name, run_dir)
+    h = (horizon or int(cfg.horizon or 0)) if pred.spec.task == "forecast" else 0
+    rows, ids = 0, 0
+    partial = target.with_name(target.name + ".partial")  # OUT.csv is replaced when complete
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as fh:
+            for panel in panel_blocks(pred, path):
+                frame = pred.predict_frame(panel, h)
+                frame.to_csv(fh, index=False, header=rows == 0)
+                rows, ids = rows + len(frame), ids + len(panel.ids)
+                if other is not None:
+                    other.add(panel, frame)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    scores = other.result() if other is not None else scores
+    lines = [scores["verdict"]]
+    if h and ids == 1 and len(pred.spec.targets) == 1:
+        values = frame.loc[frame["kind"] == "forecast", "yhat"]
+        lines.append(f"forecast ({h} steps): " + " ".join(f"{v:.4g}" for v in values))
+    lines.append(f"wrote {target} ({rows} rows: {', '.join(frame.columns)})")
+    if "model" in scores:
+        scores_path = target.with_suffix(".scores.json")
+        scores_path.write_text(json.dumps(scores, indent=2, default=str) + "\n", encoding="utf-8")
+        lines.append(f"wrote {scores_path}")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ classification and per-sequence regression hold out a stratified fraction of the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +25,7 @@ from tbptt.data import StreamBatcher
 from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
 from tbptt.tabular.dataset import load_data, patch_size
+from tbptt.tabular.horizon import attach_direct, direct_spread, horizon_mse
 from tbptt.tabular.model import (
     ClassifyMetrics,
     ForecastMetrics,
@@ -58,9 +60,10 @@ class WeightedStream(StreamBatcher):
 
 def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN:
     spec = Spec.from_dict(extra["spec"])
+    direct = int(extra.get("direct", 0)) * len(spec.targets)  # the direct head (horizon.py)
     return TabularRNN(
         int(extra["n_in"]),
-        spec.n_out,
+        spec.n_out + direct,
         hidden=int(cfg.hidden),
         layers=cfg.layers,
         cell=cfg.cell,
@@ -141,7 +144,7 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         y[:, 2 * half + k :] = 0.0
         val_y.append(y)
     n_val = int((p.lengths - n_train).sum())
-    return _Parts(
+    parts = _Parts(
         spec=spec,
         train_x=train_x,
         train_y=train_y,
@@ -155,6 +158,35 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         extra={"skip": seasonal_start(p, spec, n_train)},
         desc=f"{int(n_train.sum())} training and {n_val} validation steps",
     )
+    if ds.streamed:  # streamed ids train the one-step outputs only
+        return parts
+    return _with_direct(parts, arrays, n_train, int(cfg.horizon or 0))
+
+
+def _with_direct(
+    parts: _Parts, arrays: list[dict[str, np.ndarray]], n_train: np.ndarray, horizon: int
+) -> _Parts:
+    """Forecasting parts with the direct multi-step head's targets appended (horizon.py): it
+    learns y[t + 1 .. t + H] from the training rows; validation (and so the best checkpoint)
+    scores the one-step outputs only."""
+    if horizon < 1:
+        return parts
+    spec, half = parts.spec, parts.spec.n_out
+    sdc = np.array([spec.sd_change[c] for c in spec.targets])
+    trained = [(a, n) for a, n in zip(arrays, n_train.tolist()) if n >= 2]
+    spread = direct_spread([a["z"][:n] for a, n in trained], horizon, sdc)
+    parts.train_y = [
+        attach_direct(y, a["z"][:n], n, horizon, half, sdc, spread)
+        for y, (a, n) in zip(parts.train_y, trained)
+    ]
+    parts.val_y = [
+        attach_direct(y, a["z"], 0, horizon, half, sdc) for y, a in zip(parts.val_y, arrays)
+    ]
+    total = half + horizon * len(sdc)
+    parts.metrics = ForecastMetrics([spec.sd_change[c] * spec.sd[c] for c in spec.targets], total)
+    parts.loss_fn = partial(horizon_mse, n_out=half)
+    parts.extra["direct"] = horizon
+    return parts
 
 
 def _sequence_parts(cfg: Any, ds: Any) -> _Parts:

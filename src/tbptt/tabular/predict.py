@@ -3,10 +3,12 @@ class probabilities. Used by ``tbptt predict``, the end-of-training report and `
 
 Forecasts past the end are recursive: each step's prediction of the targets and of the past-only
 covariates (forecast jointly by the same head) becomes the next step's input; known covariates
-and categorical ones keep their last value past the end of the file. Each step stays within the
-history's widened range, and a sequence whose own recent past shows the recursion losing to its
-blend with the seasonal naive forecast, or to the naive or seasonal naive forecast, uses that
-one instead (``horizon.py``; the choice per sequence is :attr:`Predictor.methods`).
+and categorical ones keep their last value past the end of the file. Runs trained with the
+direct multi-step head (``extra["direct"]`` = its steps) also forecast the whole horizon at once
+from the state at the end, with no covariate forecast. Each step stays within the history's
+widened range, and a sequence whose own recent past shows the recursion losing to the direct
+head, to its blend with the seasonal naive forecast, or to the naive or seasonal naive forecast,
+uses that one instead (``horizon.py``; the choice per sequence is :attr:`Predictor.methods`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import torch
 from torch import nn
 
 from tbptt.tabular.guard import OneStepGuard
-from tbptt.tabular.horizon import backtest_origins, candidates, choose, clip_range
+from tbptt.tabular.horizon import (
+    backtest_origins,
+    candidates,
+    choose,
+    clip_range,
+    direct_forecast,
+)
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import (
     Spec,
@@ -45,6 +53,7 @@ class Predictor:
         self.spec = Spec.from_dict(extra["spec"])
         self.guard = guard or OneStepGuard()
         self.methods: list[str] = []  # per sequence: the last forecast's method (horizon.py)
+        self.direct = int(extra.get("direct", 0))  # steps of the direct head (0: none)
 
     def panel(self, data: str | pd.DataFrame) -> Panel:
         """A file path or DataFrame as the run's panel (its --id/--time columns)."""
@@ -118,11 +127,12 @@ class Predictor:
         n = panel.lengths.copy() if upto is None else np.asarray(upto, dtype=np.int64)
         levels = panel.frame[list(spec.targets)].to_numpy(dtype=np.float64)  # (rows, k)
         hist = [levels[panel.rows(i)] for i in range(len(panel.ids))]  # each (T_i, k)
-        res = self._recursive(panel, horizon, n)
+        res, direct = self._model_forecasts(panel, horizon, n)
         self.methods = [choose(e) for e in self._backtest(panel, horizon, n, hist)]
         for i, name in enumerate(self.methods):
             if n[i] > 0:
-                f = candidates(res[i], hist[i][: n[i]], spec.season)[name]
+                d = None if direct is None else direct[i]
+                f = candidates(res[i], hist[i][: n[i]], spec.season, d)[name]
                 res[i] = f if np.isfinite(f).all() else res[i]  # a gap at the end: the model
         return res
 
@@ -137,26 +147,57 @@ class Predictor:
         errors: list[dict[str, list[float]]] = [{} for _ in hist]
         for j in range(max((len(o) for o in origins), default=0)):
             at = np.array([o[j] if j < len(o) else 0 for o in origins], dtype=np.int64)
-            model = self._recursive(panel, horizon, at)
+            model, direct = self._model_forecasts(panel, horizon, at)
             for i, o in enumerate(at.tolist()):
                 if o == 0:
                     continue
                 truth = hist[i][o : o + horizon]  # (horizon, k)
-                for name, f in candidates(model[i], hist[i][:o], spec.season).items():
+                d = None if direct is None else direct[i]
+                for name, f in candidates(model[i], hist[i][:o], spec.season, d).items():
                     err = np.nanmean(np.abs(f - truth) / sd) if np.isfinite(truth).any() else np.nan
                     if np.isfinite(err):
                         errors[i].setdefault(name, []).append(float(err))
         return errors
 
-    def _recursive(self, panel: Panel, horizon: int, upto: np.ndarray | None) -> list[np.ndarray]:
+    def _model_forecasts(
+        self, panel: Panel, horizon: int, upto: np.ndarray | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """The recursive and the direct forecasts from one pass over the history."""
+        ones = self.one_step(panel, upto)
+        return self._recursive(panel, horizon, upto, ones), self._direct(panel, horizon, upto, ones)
+
+    def _direct(
+        self, panel: Panel, horizon: int, upto: np.ndarray | None, ones: list[Any] | None = None
+    ) -> list[np.ndarray] | None:
+        """Per sequence: (horizon, k) forecasts of the direct head from the state at row
+        ``upto[i] - 1`` (NaN where ``upto[i]`` is 0), each within :func:`clip_range` of the
+        history; None when the run has no direct head or it is shorter than ``horizon``."""
+        spec = self.spec
+        if self.direct < horizon:
+            return None
+        sdc = np.array([spec.sd_change[c] for c in spec.targets])
+        res = []
+        for r in ones or self.one_step(panel, upto):
+            n, z = r["n"], r["arrays"]["z"]
+            if n == 0:
+                res.append(np.full((horizon, len(sdc)), np.nan))
+                continue
+            f = direct_forecast(r["last"], z[n - 1], horizon, spec.n_out, sdc)  # (horizon, k)
+            res.append(self._levels(np.clip(f, *clip_range(z[:n]))))
+        return res
+
+    def _recursive(
+        self, panel: Panel, horizon: int, upto: np.ndarray | None, ones: list[Any] | None = None
+    ) -> list[np.ndarray]:
         """Per sequence: (horizon, k) recursive forecasts of the model past row ``upto[i] - 1``
         (NaN where ``upto[i]`` is 0), each step within :func:`clip_range` of the history."""
         spec = self.spec
         k, pnum = len(spec.targets), len(spec.past)
         sdc = np.array([spec.sd_change[c] for c in spec.targets])
         known_all = feature_arrays(panel.frame, spec, known_only=True)
+        past_all = feature_arrays(panel.frame, spec, known_only=False)
         res = []
-        for i, r in enumerate(self.one_step(panel, upto)):
+        for i, r in enumerate(ones or self.one_step(panel, upto)):
             n, a = r["n"], r["arrays"]
             if n == 0:
                 res.append(np.full((horizon, k), np.nan))
@@ -165,7 +206,7 @@ class Predictor:
             lo, hi = clip_range(z)  # (k,) each
             miss = np.zeros_like(z)
             past = a["past"][:n].copy()
-            full_past = feature_arrays(panel.frame, spec, known_only=False)[panel.rows(i)][:n]
+            full_past = past_all[panel.rows(i)][:n]
             known = known_all[panel.rows(i)][:n]
             state, y = r["state"], r["last"]
             preds = []

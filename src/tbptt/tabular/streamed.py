@@ -18,23 +18,21 @@ import numpy as np
 import torch
 
 from tbptt.chunk import Chunk
-from tbptt.tabular.stream import (
-    ColumnStats,
-    IdIndex,
-    IntArray,
-    PanelTable,
-    Sequence3,
-    chunks_needed,
-    dist_rank,
-    index_ids,
-    pack_chunks,
-    shard_of,
-)
+from tbptt.tabular.panel_file import IdIndex, IntArray, PanelTable, index_ids, shard_of
+from tbptt.tabular.stream import ColumnStats, Sequence3, chunks_needed, dist_rank, pack_chunks
 
-__all__ = ["FrameStream", "forecast_stream", "parquet_rows", "refit_spec", "sample_frame"]
+__all__ = [
+    "FrameStream",
+    "forecast_stream",
+    "panel_blocks",
+    "parquet_rows",
+    "refit_spec",
+    "sample_frame",
+]
 
 STREAM_ROWS = 2_000_000  # a Parquet file with more rows is streamed by ``tbptt train --data``
 SAMPLE_ROWS = 200_000  # rows of evenly spaced ids read whole (defaults, validation, report)
+PREDICT_ROWS = 100_000  # rows of whole ids per block that ``tbptt predict`` streams
 
 
 def parquet_rows(path: str | os.PathLike[str]) -> int:
@@ -85,6 +83,37 @@ def sample_frame(
     columns = list(PanelTable(path).pf.schema_arrow.names)  # type: ignore[union-attr]
     frames = [df for _, df in iter_frames(path, index, picked.tolist(), columns)]
     return pd.concat(frames, ignore_index=True), index, picked
+
+
+def panel_blocks(pred: Any, path: str, block_rows: int | None = None) -> Iterator[Any]:
+    """The file ``tbptt predict`` reads, as panels of whole sequences for ``pred`` (a
+    :class:`tbptt.tabular.predict.Predictor`): the whole file as one panel, or, for a Parquet
+    file of more than ``STREAM_ROWS`` rows with an id column, blocks of consecutive ids of about
+    ``block_rows`` rows (default ``PREDICT_ROWS``), reading only the columns the run uses. Every
+    prediction depends on its own sequence only, so the blocks' tables, one after the other,
+    are the whole file's table."""
+    import pandas as pd
+
+    id_col, time_col = pred.cfg.id, pred.cfg.time
+    if id_col is None or parquet_rows(path) <= STREAM_ROWS:
+        yield pred.panel(path)
+        return
+    block_rows = PREDICT_ROWS if block_rows is None else block_rows
+    spec = pred.spec
+    names = set(PanelTable(path).pf.schema_arrow.names)  # type: ignore[union-attr]
+    want = [id_col, time_col, *spec.targets, *spec.past, *spec.known, *spec.cats]
+    columns = [c for c in dict.fromkeys(want) if c is not None and c in names]
+    index = index_ids(path, id_col)
+    frames: list[Any] = []
+    rows = 0
+    for _, df in iter_frames(path, index, range(len(index.ids)), columns):
+        frames.append(df)
+        rows += len(df)
+        if rows >= block_rows:
+            yield pred.panel(pd.concat(frames, ignore_index=True))
+            frames, rows = [], 0
+    if frames:
+        yield pred.panel(pd.concat(frames, ignore_index=True))
 
 
 class FrameStream:

@@ -4,7 +4,12 @@ metrics and run reports. The engine stays usable in your own loop; this is a con
 See ``docs/cli.md`` for the ``tbptt`` command built on it.
 """
 
-from tbptt.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from tbptt.train.checkpoint import (
+    CheckpointError,
+    CheckpointWriteError,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from tbptt.train.loop import (
     Callback,
     Counters,
@@ -21,6 +26,7 @@ from tbptt.train.metrics import Metrics, MetricsLog, SeriesMetrics, TokenMetrics
 __all__ = [
     "Callback",
     "CheckpointError",
+    "CheckpointWriteError",
     "Counters",
     "FitResult",
     "Metrics",

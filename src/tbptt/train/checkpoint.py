@@ -11,6 +11,7 @@ to a run, and pruning, are the run folder's business (:mod:`tbptt.train.run`).
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -24,6 +25,7 @@ import torch
 __all__ = [
     "FORMAT",
     "CheckpointError",
+    "CheckpointWriteError",
     "capture_rng",
     "checkpoint_path",
     "find_checkpoints",
@@ -41,6 +43,31 @@ _NAME = re.compile(r"^step-(\d+)\.pt$")
 
 class CheckpointError(RuntimeError):
     """A checkpoint could not be read, or does not belong to this run."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (a full disk, a folder without write permission): its
+    temporary file is removed, nothing under a checkpoint's name was written or replaced. Also
+    an ``OSError``, as the failed write it stands for."""
+
+    def __init__(self, path: Path, error: OSError, what: str = "checkpoint") -> None:
+        self.path, self.error, self.what = path, error, what
+        super().__init__(self.explain("then resume"))
+
+    def explain(self, then: str) -> str:
+        """One line: which file, why, that nothing was lost, the fix and ``then``."""
+        e = self.error
+        fix = (
+            "free space on that disk"
+            if e.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "make the folder writable"
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+            else "fix the folder"
+        )
+        return (
+            f"could not write {self.what} {str(self.path)!r} ({e.strerror or e}); the "
+            f"checkpoints written before are intact. {fix[0].upper()}{fix[1:]}, {then}."
+        )
 
 
 def checkpoint_path(folder: str | Path, updates: int) -> Path:
@@ -110,21 +137,25 @@ def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     written, is never replaced by other contents.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         raise FileExistsError(
             f"checkpoint {str(path)!r} exists; checkpoints are never written over. Move it "
             "away, or save under another name."
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **payload}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise CheckpointWriteError(path, e) from e
         raise
     fsync_dir(path.parent)
     return path

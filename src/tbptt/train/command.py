@@ -142,7 +142,7 @@ def _config_diff(saved: dict[str, Any], now: dict[str, Any], allowed: frozenset[
 
 def train_command(args: argparse.Namespace) -> int:
     """``tbptt train``: parse the options, run the training in its run folder, report."""
-    from tbptt.train import CheckpointError, NonFiniteError, TrainingInterrupted
+    from tbptt.train import CheckpointError
 
     try:
         cfg, ckpt, run = _train_config(args)
@@ -151,6 +151,17 @@ def train_command(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as e:
         print_error(str(e))
         return 2
+    try:  # the run folder's lock is let go however training ends
+        return _fit_and_finish(trainer, job, cfg, ckpt, run)
+    finally:
+        run.release()
+
+
+def _fit_and_finish(trainer: Any, job: Any, cfg: Any, ckpt: Any, run: Any) -> int:
+    """Train, then write the report; the exit code (a clear line for each way it can stop)."""
+    from tbptt.train import CheckpointError, NonFiniteError, TrainingInterrupted
+    from tbptt.train.checkpoint import CheckpointWriteError
+
     t_start = time.perf_counter()
     summary = _log_start(trainer, job, cfg, run, resumed=ckpt is not None)
     try:
@@ -171,6 +182,9 @@ def train_command(args: argparse.Namespace) -> int:
         print_error(str(e))
         finish_report(run.path, cfg, {**summary, "status": f"stopped: {e}"})
         return 1
+    except CheckpointWriteError as e:  # a full disk: not bad input, and nothing is lost
+        print_error(e.explain(f"then resume with: tbptt train --resume {run.path}"))
+        return 1
     except CheckpointError as e:
         print_error(str(e))
         return 2
@@ -189,8 +203,6 @@ def train_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        run.release()
 
 
 _OOM_FIX = (
@@ -318,14 +330,7 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
             f"{sorted(set(cfg.prompt) - vocab)!r}. Use characters of the training corpus."
         )
     check_fits(job.model, int(cfg.batch_size), steps_kept(cfg, job), device)
-    row = getattr(job.train, "steps_per_row", None)
-    if cfg.rule != "bptt" and row is not None and int(cfg.k1) > int(row):
-        print(
-            f"tbptt: warning: --k1 {cfg.k1} is longer than each of the {cfg.batch_size} rows "
-            f"({row:,} steps): every update is full BPTT over a row. Lower --k1 (or "
-            "--batch-size, for longer rows) for truncated updates.",
-            file=sys.stderr,
-        )
+    warn_long_k1(cfg, job, [int(cfg.k1)], "--k1")
     engine_options: dict[str, Any] = {**job.engine_options, **rule_engine_options}
     ac = cfg.activation_checkpointing
     if ac is not None:
@@ -340,6 +345,28 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
             run.discard()
         raise
     return job, trainer, run
+
+
+def warn_long_k1(cfg: Any, job: Any, k1s: list[int], flag: str) -> None:
+    """Print one warning line when forward lengths ``k1s`` (given with ``flag``) are longer
+    than each of the job's training rows: those updates are full BPTT over a row, not
+    truncated (``tbptt train --k1``, ``tbptt sweep --lengths/--k1s``)."""
+    steps = getattr(job.train, "steps_per_row", None)
+    if cfg.rule == "bptt" or steps is None:
+        return
+    row = int(steps)
+    long = sorted({k for k in k1s if k > row})
+    if not long:
+        return
+    many = len(long) > 1
+    what = (
+        f"{flag} {','.join(map(str, long))} are" if many else f"{flag} {long[0]} is"
+    ) + f" longer than each of the {cfg.batch_size} rows ({row:,} steps)"
+    print(
+        f"tbptt: warning: {what}: every update {'of those ' if many else ''}is full BPTT over "
+        f"a row. Lower {flag} (or --batch-size, for longer rows) for truncated updates.",
+        file=sys.stderr,
+    )
 
 
 def steps_kept(cfg: Any, job: Any) -> int:

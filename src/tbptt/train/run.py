@@ -43,6 +43,7 @@ from typing import Any
 
 from tbptt.train.checkpoint import (
     CheckpointError,
+    CheckpointWriteError,
     checkpoint_path,
     find_checkpoints,
     fsync_dir,
@@ -75,11 +76,15 @@ def _now() -> str:
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` atomically (temporary file, fsync, rename, fsync of the folder)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(data, indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -281,6 +286,14 @@ class RunFolder:
     def _save_meta(self) -> None:
         _write_json(self.path / RUN_FILE, self.meta)
 
+    def _save_timeline(self) -> None:
+        """``run.json`` after a checkpoint was written; a full disk is a
+        :class:`CheckpointWriteError` (the record on disk still lists the earlier ones)."""
+        try:
+            self._save_meta()
+        except OSError as e:
+            raise CheckpointWriteError(self.path / RUN_FILE, e, "the run's record") from e
+
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
         """The run's own checkpoints that exist, oldest first."""
@@ -326,12 +339,10 @@ class RunFolder:
         self._set_aside(path)
         save_checkpoint({**payload, "run_id": self.run_id}, path)
         names = [n for n in self.meta["checkpoints"] if n != path.name] + [path.name]
-        self.meta["checkpoints"] = names
-        if keep:
-            for old in names[:-keep]:
-                (self.checkpoints_dir / old).unlink(missing_ok=True)
-            self.meta["checkpoints"] = names[-keep:]
-        self._save_meta()
+        self.meta["checkpoints"] = names[-keep:] if keep else names
+        self._save_timeline()
+        for old in names[: -keep if keep else 0]:  # removed once run.json no longer lists them
+            (self.checkpoints_dir / old).unlink(missing_ok=True)
         return path
 
     def save_best(self, payload: dict[str, Any], updates: int, metric: str, value: float) -> Path:
@@ -341,7 +352,7 @@ class RunFolder:
         save_checkpoint({**payload, "run_id": self.run_id}, path)
         previous = self.best()
         self.meta["best"] = {"file": path.name, "update": updates, "metric": metric, "value": value}
-        self._save_meta()
+        self._save_timeline()
         if previous is not None and previous != path:
             previous.unlink(missing_ok=True)
         return path

@@ -1,0 +1,97 @@
+"""A checkpoint that cannot be written (a full disk, a read-only folder): one clear line, a
+non-zero exit, the checkpoints written before intact and resumable."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+import torch
+
+from tbptt.cli import main
+from tbptt.train.checkpoint import CheckpointWriteError, find_checkpoints, load_checkpoint
+
+SERIES = [
+    "train",
+    "--task", "series", "--hidden", "8", "--k1", "8", "--k2", "8", "--updates", "30",
+    "--checkpoint-every", "10", "--eval-every", "100", "--log-every", "100",
+    "--tensorboard", "off", "--progress", "off", "--threads", "1",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("code", "why", "fix"),
+    [
+        (errno.ENOSPC, "No space left on device", "Free space on that disk"),
+        (errno.EACCES, "Permission denied", "Make the folder writable"),
+    ],
+)
+def test_a_failed_checkpoint_write_is_one_line_and_loses_nothing(
+    tmp_path, monkeypatch, capsys, code, why, fix
+):
+    real = torch.save
+    calls: list[int] = []
+
+    def second_write_fails(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:  # half of it written, then the disk is full
+            f.write(b"\0" * 1000)
+            raise OSError(code, why)
+        return real(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", second_write_fails)
+    args = [*SERIES, "--runs-dir", str(tmp_path / "runs"), "--name", "r"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    folder = tmp_path / "runs" / "r" / "checkpoints"
+    assert [line for line in err if "error" in line or "Traceback" in line] == [
+        f"tbptt: error: could not write checkpoint {str(folder / 'step-00000020.pt')!r} ({why}); "
+        f"the checkpoints written before are intact. {fix}, then resume with: tbptt train "
+        f"--resume {tmp_path / 'runs' / 'r'}."
+    ]
+    assert [p.name for p in folder.iterdir()] == ["step-00000010.pt"]  # no temporary file
+    assert load_checkpoint(folder / "step-00000010.pt")["counters"]["updates"] == 10
+    monkeypatch.setattr(torch, "save", real)
+    assert main(["train", "--resume", str(tmp_path / "runs" / "r")]) == 0
+    assert find_checkpoints(folder)[-1].name == "step-00000030.pt"
+
+
+def test_the_api_raises_the_write_error(tmp_path, monkeypatch):
+    from tbptt.train.checkpoint import save_checkpoint
+
+    def full(obj, f, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(CheckpointWriteError, match="No space left on device") as info:
+        save_checkpoint({"x": 1}, tmp_path / "c" / "step-00000001.pt")
+    assert isinstance(info.value.error, OSError) and list((tmp_path / "c").iterdir()) == []
+
+
+def test_a_failed_run_record_keeps_the_checkpoints_it_lists(tmp_path, monkeypatch, capsys):
+    """The disk fills between the checkpoint and run.json: run.json still lists the earlier
+    checkpoint, which is not pruned (--keep-checkpoints 1), and the run resumes from it."""
+    from tbptt.train import run as run_module
+
+    real = run_module._write_json
+
+    def full_at_20(path, data):
+        if "step-00000020.pt" in data.get("checkpoints", []):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(run_module, "_write_json", full_at_20)
+    folder = tmp_path / "runs" / "r"
+    args = [*SERIES, "--keep-checkpoints", "1", "--runs-dir", str(tmp_path / "runs"), "--name", "r"]
+    assert main(args) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert err == [
+        f"tbptt: error: could not write the run's record {str(folder / 'run.json')!r} (No space "
+        "left on device); the checkpoints written before are intact. Free space on that disk, "
+        f"then resume with: tbptt train --resume {folder}."
+    ]
+    assert (folder / "checkpoints" / "step-00000010.pt").is_file()
+    assert not list(folder.glob(".*.tmp"))
+    monkeypatch.setattr(run_module, "_write_json", real)
+    assert main(["train", "--resume", str(folder)]) == 0
+    assert [p.name for p in find_checkpoints(folder / "checkpoints")] == ["step-00000030.pt"]
