@@ -18,6 +18,24 @@ file comes with ``statsmodels``, ``pmdarima`` or ``sktime`` (the ``bench`` extra
 | shampoo | sktime ShampooSales, monthly | 36 | 12 | 6 | |
 | seatbelts | sktime, monthly UK road casualties KSI | 192 | 12 | 12 | law |
 | solar | sktime, half-hourly UK solar generation | 289 | 48 | 48 | |
+
+A second group, ``UNSEEN`` (``benchmarks/forecast.py --group unseen``), holds series that were
+never used to choose a default: the check that the defaults generalise. Seasonally adjusted or
+yearly series take ``m = 1`` (the naive forecast), as an analyst would.
+
+| name | source | steps | m | H | covariates |
+|---|---|---|---|---|---|
+| nile | statsmodels, yearly Nile flow 1871-1970 (a level shift) | 100 | 1 | 5 | |
+| lynx | pmdarima, yearly Canadian lynx trappings (a ~10-year cycle) | 114 | 10 | 10 | |
+| airpassengers | pmdarima, monthly airline passengers (trend, growing season) | 144 | 12 | 12 | |
+| wineind | pmdarima, monthly Australian wine sales | 176 | 12 | 12 | |
+| woolyrnq | pmdarima, quarterly Australian woollen yarn production | 119 | 4 | 8 | |
+| us_unemp | statsmodels macrodata, quarterly US unemployment (adjusted) | 203 | 1 | 8 | |
+| us_realgdp | statsmodels macrodata, quarterly US real GDP (adjusted, trend) | 203 | 1 | 8 | |
+| uschange | sktime Uschange, quarterly US consumption growth | 187 | 1 | 8 | income, production, savings, unemployment |
+| taylor | pmdarima, half-hourly electricity demand, the last 6 weeks | 2016 | 48 | 48 | |
+| msft | pmdarima, daily Microsoft close, the last 1,000 trading days | 1000 | 1 | 5 | |
+| fertility | statsmodels, yearly fertility rate 1960-2011, the complete countries | 52 x 192 | 1 | 5 | |
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["DATASETS", "Spec", "load"]
+__all__ = ["DATASETS", "GROUPS", "UNSEEN", "Spec", "load"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,74 @@ def _solar() -> pd.DataFrame:
     return pd.DataFrame({"time": time, "y": d["solar_gen"].astype(float)})
 
 
+def _nile() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    d = sm.datasets.nile.load_pandas().data
+    return pd.DataFrame({"time": d["year"].astype(int), "y": d["volume"].astype(float)})
+
+
+def _pmdarima(name: str, start: str | None, freq: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        from pmdarima import datasets
+
+        y = np.asarray(getattr(datasets, f"load_{name}")(), dtype=float)
+        if start is None:  # yearly: the year as a number
+            return pd.DataFrame({"time": np.arange(len(y)) + int(freq), "y": y})
+        time = pd.date_range(start, periods=len(y), freq=freq).strftime("%Y-%m-%d")
+        return pd.DataFrame({"time": time, "y": y})
+
+    return load
+
+
+def _macro(column: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        import statsmodels.api as sm
+
+        d = sm.datasets.macrodata.load_pandas().data
+        months = (d["quarter"].astype(int) - 1) * 3 + 1
+        time = pd.to_datetime({"year": d["year"].astype(int), "month": months, "day": 1})
+        return pd.DataFrame({"time": time.dt.strftime("%Y-%m-%d"), "y": d[column].astype(float)})
+
+    return load
+
+
+def _uschange() -> pd.DataFrame:
+    d = pd.read_csv(_package_file("sktime", "datasets", "data", "Uschange", "Uschange.csv"))
+    time = pd.PeriodIndex(d["Quarter"].str.replace(" ", ""), freq="Q").start_time
+    out = d[["Consumption", "Income", "Production", "Savings", "Unemployment"]].astype(float)
+    out.columns = ["y", "income", "production", "savings", "unemployment"]
+    out.insert(0, "time", time.strftime("%Y-%m-%d"))
+    return out
+
+
+def _taylor() -> pd.DataFrame:
+    from pmdarima import datasets
+
+    y = np.asarray(datasets.load_taylor(), dtype=float)[-6 * 7 * 48 :]  # the last 6 weeks
+    time = pd.date_range("2000-07-24", periods=len(y), freq="30min")  # a Monday: whole weeks
+    return pd.DataFrame({"time": time.strftime("%Y-%m-%d %H:%M:%S"), "y": y})
+
+
+def _msft() -> pd.DataFrame:
+    from pmdarima import datasets
+
+    d = datasets.load_msft().iloc[-1000:]  # trading days: the dates have gaps (weekends)
+    return pd.DataFrame({"time": np.arange(len(d)), "y": d["Close"].to_numpy(dtype=float)})
+
+
+def _fertility() -> pd.DataFrame:
+    import statsmodels.api as sm
+
+    wide = sm.datasets.fertility.load_pandas().data
+    years = [str(y) for y in range(1960, 2012)]
+    wide = wide.dropna(subset=years)  # the countries with every year
+    long = wide.melt(id_vars="Country Code", value_vars=years, var_name="time", value_name="y")
+    long = long.rename(columns={"Country Code": "id"})
+    long["time"] = long["time"].astype(int)
+    return long.sort_values(["id", "time"]).reset_index(drop=True)[["id", "time", "y"]]
+
+
 DATASETS: dict[str, tuple[Spec, Callable[[], pd.DataFrame]]] = {
     "sunspots": (Spec("sunspots", "y", season=11, horizon=11), _sunspots),
     "co2": (Spec("co2", "y", season=12, horizon=12), _co2),
@@ -156,12 +242,48 @@ DATASETS: dict[str, tuple[Spec, Callable[[], pd.DataFrame]]] = {
     "solar": (Spec("solar", "y", season=48, horizon=48), _solar),
 }
 
+UNSEEN: dict[str, tuple[Spec, Callable[[], pd.DataFrame]]] = {
+    "nile": (Spec("nile", "y", season=1, horizon=5), _nile),
+    "lynx": (Spec("lynx", "y", season=10, horizon=10), _pmdarima("lynx", None, "1821")),
+    "airpassengers": (
+        Spec("airpassengers", "y", season=12, horizon=12),
+        _pmdarima("airpassengers", "1949-01-01", "MS"),
+    ),
+    "wineind": (
+        Spec("wineind", "y", season=12, horizon=12),
+        _pmdarima("wineind", "1980-01-01", "MS"),
+    ),
+    "woolyrnq": (
+        Spec("woolyrnq", "y", season=4, horizon=8),
+        _pmdarima("woolyrnq", "1965-01-01", "QS"),
+    ),
+    "us_unemp": (Spec("us_unemp", "y", season=1, horizon=8), _macro("unemp")),
+    "us_realgdp": (Spec("us_realgdp", "y", season=1, horizon=8), _macro("realgdp")),
+    "uschange": (
+        Spec(
+            "uschange",
+            "y",
+            season=1,
+            horizon=8,
+            features=("income", "production", "savings", "unemployment"),
+        ),
+        _uschange,
+    ),
+    "taylor": (Spec("taylor", "y", season=48, horizon=48), _taylor),
+    "msft": (Spec("msft", "y", season=1, horizon=5), _msft),
+    "fertility": (Spec("fertility", "y", season=1, horizon=5, id="id"), _fertility),
+}
+
+GROUPS = {"tuning": DATASETS, "unseen": UNSEEN}
+"""The tuning series (the defaults were chosen looking at them) and the held-out ones."""
+
 
 def load(name: str) -> tuple[Spec, pd.DataFrame]:
     """The spec and long table of one public dataset (an ``id`` column is always present)."""
-    if name not in DATASETS:
-        raise ValueError(f"dataset={name!r} is not known; choose one of {sorted(DATASETS)}.")
-    spec, loader = DATASETS[name]
+    known = {**DATASETS, **UNSEEN}
+    if name not in known:
+        raise ValueError(f"dataset={name!r} is not known; choose one of {sorted(known)}.")
+    spec, loader = known[name]
     frame = loader()
     if "id" not in frame.columns:
         frame.insert(0, "id", name)

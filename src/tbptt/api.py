@@ -35,9 +35,10 @@ class Loaded:
                 f"run {str(self.path)!r} is a {self.config.task} run, not trained with --data; "
                 "predict() and forecast() serve --data runs (text runs: generate())."
             )
+        from tbptt.tabular.guard import OneStepGuard
         from tbptt.tabular.predict import Predictor
 
-        return Predictor(self.model, self.config, self.extra)
+        return Predictor(self.model, self.config, self.extra, OneStepGuard.read(self.path))
 
     def predict(
         self, data: str | Path | pd.DataFrame | None = None, horizon: int | None = None

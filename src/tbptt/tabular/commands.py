@@ -8,8 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.file_scores import FileScores
+from tbptt.tabular.guard import OneStepGuard, fit_guard
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.report import evaluate_run, write_outputs
 from tbptt.tabular.streamed import panel_blocks
@@ -21,9 +24,15 @@ def after_training(
     model: Any, cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any]
 ) -> str:
     """Score the trained (best) model on its validation data next to the baselines, write
-    predictions.csv and the plots; the verdict lines (also in ``summary``)."""
+    predictions.csv and the plots; the verdict lines (also in ``summary``). A forecast run
+    first chooses its one-step guard on that validation data (``guard.py``), saved in
+    ``run_dir`` and used by everything that predicts from the run."""
     pred = Predictor(model, cfg, extra)
     data = validation_data(cfg, extra)
+    if pred.spec.task == "forecast":
+        pred.guard = fit_guard(pred, pred.panel(data), np.asarray(extra["n_train"]))
+        pred.guard.save(run_dir)
+        summary["one_step_guard"] = pred.guard.choice
     result = evaluate_run(pred, data)
     summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
@@ -54,8 +63,9 @@ def predict_run(
     (see :meth:`Predictor.predict_frame`; a large Parquet file streamed in blocks of ids) and,
     next to it in OUT.scores.json and printed, the scores: the run's validation scores on its
     own file (the default), the same metrics on every row with a target of another file
-    (:mod:`tbptt.tabular.file_scores`). Returns what to print."""
-    pred = Predictor(model, cfg, extra)
+    (:mod:`tbptt.tabular.file_scores`). Returns what to print. The one-step forecasts are what
+    the run's guard chose (``guard.py``)."""
+    pred = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
     path = data or cfg.data
     target = Path(out) if out else run_dir / "predictions.csv"
     if out and target.exists() and target.is_dir():

@@ -5,8 +5,10 @@ Defaults (each only where the option is not given):
 
 - task: ``forecast`` when the target changes within sequences; ``classify`` for a per-sequence
   label that is text or a few integers; ``regress`` for another per-sequence number;
-- season: the strongest period that :func:`tbptt.diagnostics.suggest.suggest` (ACF-confirmed
-  periodogram peaks) finds in the longest sequence's changes, else 1;
+- season (:func:`detect_season`): the calendar's (12 for monthly dates, 4 for quarterly, 48 for
+  half-hours ...) where the autocorrelation of the longest sequence's changes confirms it at
+  that lag, else the strongest period that :func:`tbptt.diagnostics.suggest.suggest`
+  (ACF-confirmed periodogram peaks) finds in them, else 1;
 - k1 = k2: two seasons, between 16 and 64 steps (forecast); per-step regression: the longest
   sequence up to 64. One target per sequence (classify): k1 = the longest sequence and k2 = twice
   that (up to 1,024 and 2,048), so the last step's loss reaches back over the whole sequence
@@ -47,6 +49,7 @@ from tbptt.tabular.prepare import numeric_column
 __all__ = [
     "DataSet",
     "builtin_series_config",
+    "calendar_season",
     "data_defaults",
     "detect_season",
     "load_data",
@@ -155,9 +158,39 @@ def load_data(cfg: Any) -> DataSet:
     return DataSet(cfg)
 
 
+def calendar_season(step: Any) -> int | None:
+    """The season a calendar suggests for a time step (a ``pd.Timedelta``, as
+    :class:`~tbptt.tabular.panel.Panel` infers it): a year of months (12) or quarters (4) or
+    weeks (52), a week of days (7), a day of sub-daily steps (half-hours: 48); else ``None``
+    (numbers, years, irregular steps).
+
+    >>> calendar_season(pd.Timedelta(days=31)), calendar_season(pd.Timedelta(minutes=30))
+    (12, 48)
+    >>> calendar_season(pd.Timedelta(days=91)), calendar_season(3) is None
+    (4, True)
+    """
+    if not isinstance(step, pd.Timedelta) or step <= pd.Timedelta(0):
+        return None
+    days = step / pd.Timedelta(days=1)
+    if days < 1:
+        per_day = pd.Timedelta(days=1) / step
+        return round(per_day) if abs(per_day - round(per_day)) < 1e-9 else None
+    for lo, hi, m in ((1, 1, 7), (7, 7, 52), (28, 31, 12), (89, 92, 4)):
+        if lo <= days <= hi:
+            return m
+    return None
+
+
 def detect_season(panel: Panel, col: str) -> int:
-    """The season: the strongest period the project's ACF/periodogram tool
-    (:func:`tbptt.diagnostics.suggest.suggest`) finds in the longest sequence's changes, else 1."""
+    """The season of the longest sequence's changes (its first differences):
+
+    1. the calendar's (:func:`calendar_season`: 12 for monthly dates, 4 for quarterly ...) when
+       the autocorrelation of the changes at that lag is positive and outside the white-noise
+       band (the ACF of :func:`tbptt.diagnostics.suggest.suggest`, statsmodels; Box & Jenkins
+       1970): a calendar that repeats without a season in the data (seasonally adjusted
+       figures) is not taken;
+    2. else the strongest period that the project's ACF-confirmed periodogram finds;
+    3. else 1."""
     from tbptt.diagnostics.suggest import suggest
 
     i = int(np.argmax(panel.lengths))
@@ -166,11 +199,23 @@ def detect_season(panel: Panel, col: str) -> int:
     n = len(y)
     if n < 24 or not np.isfinite(y).all():
         return 1
+    m = calendar_season(panel.step)
+    max_lag = min(n // 3, 400)
     try:
-        s = suggest(np.diff(y), max_lag=min(n // 3, 400))
+        s = suggest(np.diff(y), max_lag=max(max_lag, min(m or 0, n // 2 - 2)))
     except (ValueError, np.linalg.LinAlgError):
         return 1
+    if m is not None and 1 < m < len(s.acf):
+        band = _z_band(s.alpha) / np.sqrt(s.n)  # the white-noise band's half-width
+        if s.acf[m] > band:
+            return m
     return int(s.periods[0]) if s.periods else 1
+
+
+def _z_band(alpha: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - alpha / 2))
 
 
 CLASSIFY_STEPS_PER_RUN = 7_500_000

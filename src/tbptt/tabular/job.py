@@ -41,6 +41,7 @@ from tbptt.tabular.prepare import (
     fit_spec,
     forecast_arrays,
     patches,
+    seasonal_start,
     target_levels,
 )
 
@@ -120,6 +121,7 @@ def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN | Ensemble:
         "dropout": cfg.dropout,
         "zero_head": spec.task == "forecast",
         "pool": extra.get("readout") == "pool",
+        "skip": extra.get("skip"),  # runs before it: none
     }
     members = int(extra.get("members", 1))
     if members > 1:
@@ -209,6 +211,7 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn=weighted_mse,
         baselines=forecast_baselines(p, spec, n_train, int(cfg.horizon or 1)),
         split={"n_train": n_train.tolist()},
+        extra={"skip": seasonal_start(p, spec, n_train)},
         desc=f"{int(n_train.sum())} training and {n_val} validation steps",
     )
     if ds.streamed:  # streamed ids train the one-step outputs only

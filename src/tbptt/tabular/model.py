@@ -51,6 +51,11 @@ class TabularRNN(nn.Module):
     """Recurrent layers over ``(B, T, F)`` input rows, then a linear head to ``(B, T, out)``.
 
     ``zero_head``: the head's weights start at zero (forecasting: the naive forecast at init).
+    ``skip``: input columns added to the first outputs (forecasting with a season where the
+    seasonal naive forecast beats the naive one on the training rows: the seasonal-naive
+    change, so that with the zero head the untrained model is the seasonal naive forecast and
+    the network learns what it misses: a residual connection, He et al. 2016, "Deep residual
+    learning for image recognition").
     ``pool``: the head reads ``[h_t, mean(h_1..h_t), max(h_1..h_t)]`` (3H) instead of ``h_t``;
     the state is then ``(rnn state, (sum (B, H), count (B, 1), max (B, H)))``: the engine's
     resets zero it, and a zero count starts the pooling afresh.
@@ -75,9 +80,11 @@ class TabularRNN(nn.Module):
         dropout: float = 0.0,
         zero_head: bool = True,
         pool: bool = False,
+        skip: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.pool = pool
+        self.skip = list(skip or [])  # input columns added to the first outputs
         self.rnn = make_rnn(cell, features, hidden, layers, dropout)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(3 * hidden if pool else hidden, out)
@@ -88,11 +95,18 @@ class TabularRNN(nn.Module):
     def forward(self, x: Tensor, state: Any) -> tuple[Tensor, Any]:
         if not self.pool:
             h, state = self.rnn(x, state)  # (B, T, H)
-            return self.head(self.drop(h)), state  # (B, T, out)
+            return self._skip(x, self.head(self.drop(h))), state  # (B, T, out)
         rnn_state, pooled = (None, None) if state is None else state
         h, rnn_state = self.rnn(x, rnn_state)  # (B, T, H)
         feats, pooled = _pooled(h, pooled)  # (B, T, 3H)
-        return self.head(self.drop(feats)), (rnn_state, pooled)
+        return self._skip(x, self.head(self.drop(feats))), (rnn_state, pooled)
+
+    def _skip(self, x: Tensor, y: Tensor) -> Tensor:
+        """``y`` (B, T, out) plus the ``skip`` input columns of ``x`` on its first outputs."""
+        if not self.skip:
+            return y
+        add = x[..., self.skip]  # (B, T, len(skip))
+        return y + torch.nn.functional.pad(add, (0, y.shape[-1] - add.shape[-1]))
 
 
 class Ensemble(nn.Module):

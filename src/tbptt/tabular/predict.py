@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from tbptt.tabular.guard import OneStepGuard
 from tbptt.tabular.horizon import (
     backtest_origins,
     candidates,
@@ -41,13 +42,17 @@ __all__ = ["Predictor"]
 
 
 class Predictor:
-    """``model`` (eval mode) + its :class:`Spec` + the run's id/time columns."""
+    """``model`` (eval mode) + its :class:`Spec` + the run's id/time columns; ``guard``: the
+    run's one-step guard (``guard.py``; default: the model alone)."""
 
-    def __init__(self, model: nn.Module, cfg: Any, extra: dict[str, Any]) -> None:
+    def __init__(
+        self, model: nn.Module, cfg: Any, extra: dict[str, Any], guard: OneStepGuard | None = None
+    ) -> None:
         self.model = model.eval()
         self.cfg = cfg
         self.extra = extra
         self.spec = Spec.from_dict(extra["spec"])
+        self.guard = guard or OneStepGuard()
         self.methods: list[str] = []  # per sequence: the last forecast's method (horizon.py)
         self.direct = int(extra.get("direct", 0))  # steps of the direct head (0: none)
 
@@ -83,10 +88,12 @@ class Predictor:
 
     def one_step(self, panel: Panel, upto: np.ndarray | None = None) -> list[dict[str, Any]]:
         """Per sequence: ``one_step`` (T, k) (row t predicts the target at t from the rows
-        before it, NaN at 0) and ``forecast`` (h, k) is filled by :meth:`forecast`; ``upto``:
-        use only the first ``upto[i]`` rows of sequence i (the state ends there)."""
+        before it, NaN at 0; what :attr:`guard` chose for each target) and ``forecast`` (h, k)
+        is filled by :meth:`forecast`; ``upto``: use only the first ``upto[i]`` rows of
+        sequence i (the state ends there)."""
         spec = self.spec
         arrays = forecast_arrays(panel, spec)
+        levels = panel.frame[list(spec.targets)].to_numpy(dtype=np.float64)  # (rows, k)
         sdc = np.array([spec.sd_change[c] for c in spec.targets])
         k = len(spec.targets)
         out = []
@@ -96,6 +103,9 @@ class Predictor:
             zhat = a["z"][:n] + y[:, :k] * sdc  # (n, k): predictions of z[t + 1]
             pred = np.full((len(a["x"]), k), np.nan)
             pred[1 : n + 1] = self._levels(zhat)[: len(a["x"]) - 1] if n else pred[1:1]
+            y_i = levels[panel.rows(i)]  # (T, k)
+            for j, col in enumerate(spec.targets):
+                pred[:, j] = self.guard.apply(pred[:, j], y_i[:, j], col, spec.season)
             out.append(
                 {
                     "one_step": pred,
