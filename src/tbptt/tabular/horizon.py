@@ -14,8 +14,9 @@ history given and never from the future:
   it, so one bad step cannot explode the rest.
 - :func:`choose`: a rolling-origin backtest (Tashman 2000, "Out-of-sample tests of forecasting
   accuracy") over the last steps of each sequence scores the model's recursive forecast, its
-  ``direct`` head's (where the run has one, as long as the horizon), the ``blend`` (the mean of the model's and the seasonal naive forecast: a combination, which
-  seldom does much worse than its better part; Makridakis et al. 2020, "The M4 Competition"),
+  ``direct`` head's (where the run has one, as long as the horizon), the ``blend`` (the mean of
+  the model's and the seasonal naive forecast: a combination, which seldom does much worse
+  than its better part; Makridakis et al. 2020, "The M4 Competition"),
   the naive and the seasonal naive forecast; the sequence's horizon uses the best of them (its
   name is reported per sequence as :attr:`tbptt.tabular.predict.Predictor.methods`).
 
