@@ -95,3 +95,52 @@ def test_a_failed_run_record_keeps_the_checkpoints_it_lists(tmp_path, monkeypatc
     monkeypatch.setattr(run_module, "_write_json", real)
     assert main(["train", "--resume", str(folder)]) == 0
     assert [p.name for p in find_checkpoints(folder / "checkpoints")] == ["step-00000030.pt"]
+
+
+class _FullDisk:
+    """A file open for appending on a disk that fills up: half of what is written lands, then
+    ``OSError(ENOSPC)``."""
+
+    def __init__(self, path, mode, **kwargs):
+        self.f = open(path, mode, **kwargs)  # noqa: SIM115 (closed in __exit__)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, text):
+        self.f.write(text[: len(text) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_metrics_log_write_is_one_line_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    """The disk fills while a record is appended to metrics.jsonl: half a line is written, the
+    run stops with one line naming the log, and a resume finishes it with a readable log."""
+    from tbptt.train import metrics as metrics_module
+    from tbptt.train.metrics import read_jsonl
+
+    calls: list[int] = []
+
+    def fills_on_the_third_append(path, mode="r", **kwargs):
+        if mode == "a":
+            calls.append(1)
+            if len(calls) == 3:
+                return _FullDisk(path, mode, **kwargs)
+        return open(path, mode, **kwargs)
+
+    monkeypatch.setattr(metrics_module, "open", fills_on_the_third_append, raising=False)
+    run = tmp_path / "runs" / "r"
+    args = [*SERIES, "--log-every", "5", "--runs-dir", str(tmp_path / "runs"), "--name", "r"]
+    assert main(args) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln or "Traceback" in ln]
+    assert err == [
+        f"tbptt: error: could not write the metrics log {str(run / 'metrics.jsonl')!r} (No space "
+        f"left on device); the checkpoints written before are intact. Free space on that disk, "
+        f"then resume with: tbptt train --resume {run}."
+    ]
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run)]) == 0
+    records = read_jsonl(run / "metrics.jsonl")
+    assert max(r["update"] for r in records) == 30

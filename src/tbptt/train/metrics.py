@@ -148,8 +148,16 @@ class MetricsLog:
         os.replace(tmp, self.path)
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        """Append ``record``; a failed write (a full disk) raises
+        :class:`~tbptt.train.checkpoint.CheckpointWriteError` naming the log (a torn last line
+        is skipped on reading, and a resume truncates the log to its checkpoint)."""
+        from tbptt.train.checkpoint import CheckpointWriteError
+
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:
+            raise CheckpointWriteError(self.path, e, what="the metrics log") from e
         if self._tb is not None:
             kind, step = record.get("kind", "train"), int(record.get("update", 0))
             for k, v in record.items():
