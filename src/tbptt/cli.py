@@ -8,6 +8,7 @@ Exit codes: 0 done; 1 training stopped on NaN/inf; 2 bad options, data or checkp
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Any
@@ -212,6 +213,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tbptt: interrupted.", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise
+        print(f"tbptt: error: {_disk_error(e)}", file=sys.stderr)
+        return 1
+
+
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _disk_error(e: OSError) -> str:
+    """One line for a file the command could not read or write (a full disk, no permission).
+
+    >>> _disk_error(OSError(errno.ENOSPC, "No space left on device", "out.csv"))
+    "No space left on device: 'out.csv'. Free space on that disk, then run the command again."
+    """
+    where = f": {e.filename!r}" if e.filename else ""
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    fix = "Free space on that disk" if full else "Fix that file's or folder's permissions"
+    return f"{e.strerror or e}{where}. {fix}, then run the command again."
 
 
 if __name__ == "__main__":  # pragma: no cover

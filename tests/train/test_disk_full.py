@@ -144,3 +144,53 @@ def test_a_failed_metrics_log_write_is_one_line_and_the_run_resumes(tmp_path, mo
     assert main(["train", "--resume", str(run)]) == 0
     records = read_jsonl(run / "metrics.jsonl")
     assert max(r["update"] for r in records) == 30
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line_and_a_resume_writes_it(
+    tmp_path, monkeypatch, capsys
+):
+    """Training has ended (its checkpoints written) when summary.json cannot be written: one
+    line, exit 1; ``--resume`` then writes the report without moving any checkpoint aside."""
+    import pathlib
+
+    real = pathlib.Path.write_text
+
+    def full_for_the_summary(self, *a, **k):
+        if self.name == "summary.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_for_the_summary)
+    run = tmp_path / "runs" / "r"
+    assert main([*SERIES, "--runs-dir", str(tmp_path / "runs"), "--name", "r"]) == 1
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln or "Traceback" in ln]
+    assert err == [
+        f"tbptt: error: could not write the report in {str(run)!r} (No space left on device); "
+        "the checkpoints written before are intact. Free space on that disk, then write it "
+        f"again with: tbptt train --resume {run}."
+    ]
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "step-00000030.pt" in before and not (run / "summary.json").exists()
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert (run / "summary.json").is_file()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert not list(run.glob("abandoned-*"))  # the best of update 30 was not set aside
+
+
+def test_any_command_on_a_full_disk_says_one_line(monkeypatch, capsys):
+    import argparse
+
+    from tbptt import cli
+
+    def full(args):
+        raise OSError(errno.ENOSPC, "No space left on device", "out/p.csv")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(command=full)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main([]) == 1
+    assert capsys.readouterr().err == (
+        "tbptt: error: No space left on device: 'out/p.csv'. Free space on that disk, then run "
+        "the command again.\n"
+    )

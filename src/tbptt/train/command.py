@@ -197,6 +197,14 @@ def _fit_and_finish(trainer: Any, job: Any, cfg: Any, ckpt: Any, run: Any) -> in
         return 2
     try:
         return after_training(trainer, job, cfg, run.path, summary, result, t_start)
+    except OSError as e:  # a full disk while writing the report: the checkpoints are written
+        named = isinstance(e.filename, str)
+        where, what = (
+            (Path(e.filename), "the report file") if named else (run.path, "the report in")
+        )
+        failed = CheckpointWriteError(where, e, what=what)
+        print_error(failed.explain(f"then write it again with: tbptt train --resume {run.path}"))
+        return 1
     except KeyboardInterrupt:
         print(
             f"tbptt: interrupted after training; the final checkpoint is {result.checkpoint}.",

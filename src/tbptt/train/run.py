@@ -348,6 +348,9 @@ class RunFolder:
     def save_best(self, payload: dict[str, Any], updates: int, metric: str, value: float) -> Path:
         """Keep this checkpoint as the best by validation (the previous best is removed)."""
         path = self.checkpoints_dir / f"best-{updates:08d}.pt"
+        own = self.meta.get("best") or {}
+        if own.get("file") == path.name and own.get("update") == updates and path.is_file():
+            return path  # this timeline's best of this very update (a finished run resumed)
         self._set_aside(path)
         save_checkpoint({**payload, "run_id": self.run_id}, path)
         previous = self.best()
