@@ -111,6 +111,18 @@ def test_classify_and_regress(tmp_path, capsys):
     assert "training mean" in json.loads((run / "summary.json").read_text())["verdict"]
 
 
+def test_a_compressed_csv_is_read_like_the_plain_one(tmp_path):
+    from tbptt.tabular.io import read_table
+
+    df = pd.DataFrame({"t": np.arange(30), "y": np.sin(np.arange(30.0))})
+    for name in ("a.csv.gz", "a.tsv.zip"):
+        df.to_csv(tmp_path / name, sep="\t" if ".tsv" in name else ",", index=False)
+        pd.testing.assert_frame_equal(read_table(tmp_path / name), df)
+    df.to_parquet(tmp_path / "a.parquet.gz")
+    with pytest.raises(ValueError, match=r"unknown file type '\.parquet\.gz'"):
+        read_table(tmp_path / "a.parquet.gz")
+
+
 def test_npy_one_series_and_npz_panel(tmp_path):
     t = np.arange(80.0)
     np.save(tmp_path / "a.npy", np.stack([np.sin(t / 3), np.cos(t / 3)], 1))  # (T, F)
@@ -133,6 +145,9 @@ def test_npy_one_series_and_npz_panel(tmp_path):
         ("y,x\na,2\nb,4\nc,5\nd,3\n", ["--target", "y", "--task", "forecast"], "is not numeric"),
         ("y,t\n1,1\n2,1\n3,2\n", ["--target", "y", "--time", "t"], "duplicate times"),
         ("y,x\n1,2\n", ["--target", "y", "--id", "nope"], "--id 'nope'"),
+        ("y,x\n,2\n,4\n", ["--target", "y"], "--target 'y' has no values (all 2 rows"),
+        ("y,x\n5,2\n5,4\n,1\n", ["--target", "y"], "--target 'y' is 5.0 in every row"),
+        ("i,y\n1,a\n1,a\n2,a\n", ["--target", "y", "--id", "i"], "'a' in every row"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, content, args, message):

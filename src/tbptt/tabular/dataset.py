@@ -50,6 +50,7 @@ __all__ = [
     "DataSet",
     "builtin_series_config",
     "calendar_season",
+    "check_target_varies",
     "data_defaults",
     "detect_season",
     "load_data",
@@ -86,6 +87,8 @@ class DataSet:
             raise ValueError(
                 f"--known {extra[0]!r} is not one of the features ({', '.join(self.features)})."
             )
+        for col in self.targets if self.streamed is None else ():  # (a sample when streamed)
+            check_target_varies(df[col], col)
         self.task = (
             cfg.task if cfg.task in ("forecast", "classify", "regress") else self.infer_task()
         )
@@ -118,6 +121,28 @@ class DataSet:
             not pd.api.types.is_float_dtype(col) or (col.dropna() % 1 == 0).all()
         )
         return "classify" if not pd.api.types.is_numeric_dtype(col) or few else "regress"
+
+
+def check_target_varies(col: pd.Series, name: str) -> None:
+    """Refuse a target column with no value, or with one value in every row (nothing to learn).
+
+    >>> check_target_varies(pd.Series([3.0, None, 3.0]), "y")
+    Traceback (most recent call last):
+    ...
+    ValueError: --target 'y' is 3.0 in every row that has a value (2 of 3 rows): there is nothing to learn. Give a column whose values vary (or that holds at least two classes).
+    """
+    values = col.dropna()
+    if len(values) == 0:
+        raise ValueError(
+            f"--target {name!r} has no values (all {len(col)} rows are empty). Give a column "
+            "that holds the values to forecast or predict."
+        )
+    if values.nunique() == 1:
+        raise ValueError(
+            f"--target {name!r} is {values.tolist()[0]!r} in every row that has a value "
+            f"({len(values)} of {len(col)} rows): there is nothing to learn. Give a column whose "
+            "values vary (or that holds at least two classes)."
+        )
 
 
 def resolve_data(data: str) -> str:

@@ -1,9 +1,10 @@
 """Reading a data file into a long-format table: CSV / Parquet (pandas, pyarrow) or arrays.
 
-Arrays are turned into the same long format as tables, so everything after this module sees one
-kind of input: ``.npy`` ``(T, F)`` is one sequence (columns ``"0"`` .. ``"F-1"``), ``(N, T, F)``
-is N sequences of T steps (an ``"id"`` and a ``"t"`` column are added); an ``.npz`` file holds
-one such array (or ``x``: ``(N, T, F)`` and ``y``: ``(N,)`` labels, which become column ``"y"``).
+CSV and TSV files may be compressed (``.csv.gz``, ``.tsv.zip``, ...). Arrays are turned into the
+same long format as tables, so everything after this module sees one kind of input: ``.npy``
+``(T, F)`` is one sequence (columns ``"0"`` .. ``"F-1"``), ``(N, T, F)`` is N sequences of T
+steps (an ``"id"`` and a ``"t"`` column are added); an ``.npz`` file holds one such array (or
+``x``: ``(N, T, F)`` and ``y``: ``(N,)`` labels, which become column ``"y"``).
 
 >>> import numpy as np, tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "a.npy")
@@ -22,6 +23,7 @@ import pandas as pd
 __all__ = ["BUILTIN", "read_table", "split_columns"]
 
 _SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".npy", ".npz")
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip", ".zst")
 
 
 BUILTIN = "series:"  # "series:NAME": a built-in series (tbptt.datasets), columns t and NAME
@@ -40,11 +42,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(
             f"--data {str(path)!r} does not exist. Give a CSV, Parquet or .npy file."
         )
-    suffix = p.suffix.lower()
+    suffix = _kind(p)
     if suffix not in _SUFFIXES:
         raise ValueError(
-            f"--data {str(path)!r}: unknown file type {suffix!r}. Use .csv, .tsv, .parquet, "
-            ".npy or .npz."
+            f"--data {str(path)!r}: unknown file type {''.join(p.suffixes[-2:])!r}. Use .csv, "
+            ".tsv (either may be compressed: .csv.gz, .csv.zip, ...), .parquet, .npy or .npz."
         )
     if p.stat().st_size == 0:
         raise ValueError(f"--data {str(path)!r} is empty (0 bytes). Give a file with rows.")
@@ -55,13 +57,27 @@ def read_table(path: str | Path) -> pd.DataFrame:
             df = pd.read_parquet(p)
         else:
             df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+    except (ValueError, OSError, ImportError, pd.errors.ParserError, EOFError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"--data {str(path)!r} could not be read: {first}") from e
     if len(df) == 0:
         raise ValueError(f"--data {str(path)!r} has a header but no rows. Give a file with rows.")
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+def _kind(p: Path) -> str:
+    """The file's type by its name: ``.csv`` for ``a.csv`` and for a compressed ``a.csv.gz``
+    (pandas decompresses .gz, .bz2, .xz, .zip and .zst text files); ``""`` for a compressed
+    file of any other type.
+
+    >>> _kind(Path("d/Sales.CSV.gz")), _kind(Path("a.tsv")), _kind(Path("a.parquet.gz"))
+    ('.csv', '.tsv', '')
+    """
+    names = [s.lower() for s in p.suffixes[-2:]]
+    if len(names) == 2 and names[1] in _COMPRESSED:
+        return names[0] if names[0] in (".csv", ".tsv", ".txt") else ""
+    return names[-1] if names else ""
 
 
 def _from_arrays(p: Path) -> pd.DataFrame:
