@@ -228,7 +228,7 @@ def test_amp_fp16_on_cpu_is_one_warning_line(tmp_path):
         (["--name", "a/b"], "name must be a folder name"),
         (["--name", ".."], "name must be a folder name"),
         (["--threads", "-1"], "threads must be a positive integer, got -1"),
-        (["--weight-decay", "-1"], "weight_decay must be >= 0, got -1.0"),
+        (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
         (["--momentum", "-0.5"], "momentum must be >= 0"),
         (["--temperature", "0"], "temperature must be > 0"),
         (["--patience", "0"], "patience must be a positive integer"),

@@ -247,45 +247,47 @@ class RunConfig:
         for name in (*positive, *checked):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+                raise ValueError(f"{_flag(name)} must be a positive integer, got {v!r}.")
         for f in fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
+                got = getattr(self, f.name)
                 raise ValueError(
-                    f"{f.name} must be one of {', '.join(choices)}; got {getattr(self, f.name)!r}."
+                    f"{_flag(f.name)} must be one of {', '.join(choices)}; got {got!r}."
                 )
         if self.val_fraction is not None and not 0.0 < self.val_fraction < 0.5:
-            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction!r}.")
+            raise ValueError(f"--val-fraction must be in (0, 0.5), got {self.val_fraction!r}.")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}.")
+            raise ValueError(f"--lr must be > 0, got {self.lr!r}.")
         if self.minutes is not None and not self.minutes > 0:
-            raise ValueError(f"minutes must be > 0, got {self.minutes!r}.")
+            raise ValueError(f"--minutes must be > 0, got {self.minutes!r}.")
         for name in ("weight_decay", "momentum"):
             if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}.")
+                raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(self, name)!r}.")
         if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}.")
+            raise ValueError(f"--temperature must be > 0, got {self.temperature!r}.")
         if self.sample_chars < 0:
-            raise ValueError(f"sample_chars must be >= 0, got {self.sample_chars!r}.")
+            raise ValueError(f"--sample-chars must be >= 0, got {self.sample_chars!r}.")
         if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be a positive integer, got {self.threads!r}.")
+            raise ValueError(f"--threads must be a positive integer, got {self.threads!r}.")
         if self.name is not None and (
             self.name.strip() in ("", ".", "..") or any(c in self.name for c in "/\\\0")
         ):
             raise ValueError(
-                f"name must be a folder name (no '/', not empty, '.' or '..'), got "
+                f"--name must be a folder name (no '/', not empty, '.' or '..'), got "
                 f"{self.name!r}. Use --runs-dir for the parent folder."
             )
         for name in ("horizon", "season"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+                raise ValueError(f"{_flag(name)} must be a positive integer, got {v!r}.")
         if self.clip is not None and self.clip < 0:
-            raise ValueError(f"clip must be >= 0 (0 turns clipping off), got {self.clip!r}.")
+            raise ValueError(f"--clip must be >= 0 (0 turns clipping off), got {self.clip!r}.")
         ac = self.activation_checkpointing
         if ac is not None and ac != "sqrt" and not (str(ac).isdigit() and int(ac) > 0):
             raise ValueError(
-                f"activation_checkpointing must be 'sqrt' or a positive number of steps, got {ac!r}."
+                "--activation-checkpointing must be 'sqrt' or a positive number of steps, got "
+                f"{ac!r}."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -392,3 +394,8 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, (int, float)):
         return repr(v)
     return json.dumps(str(v))
+
+
+def _flag(name: str) -> str:
+    """A field's command-line flag, as errors name it: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
