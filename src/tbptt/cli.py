@@ -91,7 +91,12 @@ def predict_parser(sub: Any) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("run", metavar="RUN", help="run folder (runs/NAME) or checkpoint file")
-    p.add_argument("--horizon", type=int, default=0, help="forecast steps (default: 2 seasons)")
+    p.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        help="forecast steps (default: the run's --horizon; a built-in series: 2 seasons)",
+    )
     p.add_argument(
         "--data",
         metavar="FILE",
@@ -114,18 +119,19 @@ def predict_command(args: argparse.Namespace) -> int:
     from tbptt.train.jobs import series_baselines, series_predictions
 
     try:
+        if args.horizon is not None and args.horizon < 1:
+            raise ValueError(
+                f"--horizon must be a positive integer, got {args.horizon}; leave it out for "
+                "the run's own horizon."
+            )
         model, cfg, extra, run_dir = _load_run(args.run)
         if cfg.data is not None:
             from tbptt.tabular.commands import predict_run
 
-            if args.horizon < 0:
-                raise ValueError(f"--horizon must be >= 0, got {args.horizon}.")
-            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, args.horizon))
+            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, args.horizon or 0))
             return 0
         if cfg.task != "series":
             raise ValueError(f"{args.run} is a {cfg.task} run; use `tbptt generate` for text.")
-        if args.horizon < 0:
-            raise ValueError(f"--horizon must be >= 0, got {args.horizon}.")
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         print_error(str(e))
         return 2

@@ -213,3 +213,22 @@ def test_predict_on_a_streamed_run_scores_its_validation_sample(
     printed = capsys.readouterr().out
     assert summary["verdict"].splitlines()[0] in printed  # the run's own validation scores
     assert len(pd.read_csv(tmp_path / "o.csv")) == 315 + 6 * int(summary["config"]["horizon"])
+
+
+def test_out_parquet_holds_the_same_table_as_out_csv(forecast_run, tmp_path):
+    csv, parquet = tmp_path / "p.csv", tmp_path / "p.parquet"
+    assert main(["predict", str(forecast_run), "--out", str(csv)]) == 0
+    assert main(["predict", str(forecast_run), "--out", str(parquet)]) == 0
+    got, want = pd.read_parquet(parquet), pd.read_csv(csv, parse_dates=["t"])
+    assert got["yhat"].dtype == np.float64 and list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_datetimelike_compat=True)
+
+
+def test_predict_refuses_a_horizon_below_one(forecast_run, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(forecast_run), "--out", str(out), "--horizon", "0"]) == 2
+    assert capsys.readouterr().err == (
+        "tbptt: error: --horizon must be a positive integer, got 0; leave it out for the run's "
+        "own horizon.\n"
+    )
+    assert not out.exists()

@@ -60,7 +60,8 @@ def predict_run(
     horizon: int,
 ) -> str:
     """``tbptt predict RUN --data FILE --out OUT.csv [--horizon H]``: the table of predictions
-    (see :meth:`Predictor.predict_frame`; a large Parquet file streamed in blocks of ids) and,
+    (see :meth:`Predictor.predict_frame`; a large Parquet file streamed in blocks of ids; a
+    Parquet file where OUT ends in ``.parquet``) and,
     next to it in OUT.scores.json and printed, the scores: the run's validation scores on its
     own file (the default), the same metrics on every row with a target of another file
     (:mod:`tbptt.tabular.file_scores`). Returns what to print. The one-step forecasts are what
@@ -83,10 +84,10 @@ def predict_run(
     rows, ids = 0, 0
     partial = target.with_name(target.name + ".partial")  # OUT.csv is replaced when complete
     try:
-        with open(partial, "w", encoding="utf-8", newline="") as fh:
+        with _TableWriter(partial, parquet=target.suffix.lower() in (".parquet", ".pq")) as out_:
             for panel in panel_blocks(pred, path):
                 frame = pred.predict_frame(panel, h)
-                frame.to_csv(fh, index=False, header=rows == 0)
+                out_.write(frame)
                 rows, ids = rows + len(frame), ids + len(panel.ids)
                 if other is not None:
                     other.add(panel, frame)
@@ -104,3 +105,36 @@ def predict_run(
         scores_path.write_text(json.dumps(scores, indent=2, default=str) + "\n", encoding="utf-8")
         lines.append(f"wrote {scores_path}")
     return "\n".join(lines)
+
+
+class _TableWriter:
+    """Blocks of a table appended to one file: CSV (one header), or Parquet (pyarrow, each
+    block cast to the first one's schema) where the name ends in ``.parquet``/``.pq``."""
+
+    def __init__(self, path: Path, parquet: bool) -> None:
+        self.path, self.parquet = path, parquet
+        self._fh: Any = None
+        self._writer: Any = None
+
+    def __enter__(self) -> _TableWriter:
+        if not self.parquet:
+            self._fh = open(self.path, "w", encoding="utf-8", newline="")
+        return self
+
+    def write(self, frame: Any) -> None:
+        if not self.parquet:
+            frame.to_csv(self._fh, index=False, header=self._fh.tell() == 0)
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema)
+        self._writer.write_table(table.cast(self._writer.schema))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        if self._writer is not None:
+            self._writer.close()
