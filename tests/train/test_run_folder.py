@@ -258,3 +258,22 @@ def test_resume_from_something_that_is_not_a_run_writes_nothing_there(tmp_path, 
         assert main(["train", "--resume", str(target)]) == 2
         assert capsys.readouterr().err.count("\n") == 1
     assert sorted(p.name for p in other.iterdir()) == ["todo.txt"]
+
+
+def test_reading_a_folder_of_runs_or_an_empty_folder_says_what_to_pass(tmp_path):
+    import tbptt
+
+    for i, name in enumerate(["old", "new"]):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "run.json").write_text("{}")
+        os.utime(tmp_path / "runs" / name, (1000 + i, 1000 + i))
+    runs = tmp_path / "runs"
+    with pytest.raises(RunFolderError) as info:
+        tbptt.load(runs)
+    assert str(info.value) == (
+        f"{str(runs)!r} is a folder of runs (old, new), not a run. Pass one of them, e.g. "
+        f"{str(runs / 'new')!r} (the newest)."
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunFolderError, match=r"'.*empty' is not a run folder \(no run\.json"):
+        RunFolder.read(tmp_path / "empty")

@@ -191,6 +191,8 @@ class RunFolder:
         path = Path(path)
         if not path.is_dir():
             raise RunFolderError(f"run folder {str(path)!r} does not exist.")
+        if not cls.holds_run(path):
+            raise RunFolderError(cls._not_a_run(path))
         return cls(path, cls._read_meta(path, adopt=False), None)
 
     @staticmethod
@@ -201,6 +203,25 @@ class RunFolder:
             (path / RUN_FILE).exists()
             or bool(find_checkpoints(path / "checkpoints"))
             or (path / "metrics.jsonl").exists()
+        )
+
+    @classmethod
+    def _not_a_run(cls, path: Path) -> str:
+        """Why ``path`` (a folder without a run) cannot be read as one, and what to pass."""
+        runs = sorted(
+            (p for p in path.iterdir() if p.is_dir() and cls.holds_run(p)),
+            key=lambda p: (p.stat().st_mtime, p.name),
+        )
+        if not runs:
+            return (
+                f"{str(path)!r} is not a run folder (no run.json, checkpoints or metrics). Pass "
+                "the folder of a run (runs/NAME) or a checkpoint file."
+            )
+        names = [p.name for p in runs]
+        shown = ", ".join(names[-5:]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return (
+            f"{str(path)!r} is a folder of runs ({shown}), not a run. Pass one of them, e.g. "
+            f"{str(runs[-1])!r} (the newest)."
         )
 
     @staticmethod
