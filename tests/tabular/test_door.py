@@ -123,6 +123,18 @@ def test_a_compressed_csv_is_read_like_the_plain_one(tmp_path):
         read_table(tmp_path / "a.parquet.gz")
 
 
+def test_free_text_is_left_out_of_the_default_inputs_and_said(tmp_path, capsys):
+    t = np.arange(80)
+    df = pd.DataFrame({"t": t, "y": np.sin(t / 5.0), "note": [f"n{i}" for i in t], "c": t % 3})
+    df["c"] = df["c"].map({0: "a", 1: "b", 2: "c"})
+    df.to_csv(tmp_path / "f.csv", index=False)
+    run = train(tmp_path, "--data", str(tmp_path / "f.csv"), "--target", "y", "--time", "t")
+    printed = capsys.readouterr()
+    assert "left out of the inputs: 'note' (text with more than 50" in printed.out + printed.err
+    spec = tbptt.load(run).extra["spec"]
+    assert spec["cats"] == {"c": ["a", "b", "c"]} and "note" not in spec["past"]
+
+
 def test_npy_one_series_and_npz_panel(tmp_path):
     t = np.arange(80.0)
     np.save(tmp_path / "a.npy", np.stack([np.sin(t / 3), np.cos(t / 3)], 1))  # (T, F)
@@ -148,6 +160,12 @@ def test_npy_one_series_and_npz_panel(tmp_path):
         ("y,x\n,2\n,4\n", ["--target", "y"], "--target 'y' has no values (all 2 rows"),
         ("y,x\n5,2\n5,4\n,1\n", ["--target", "y"], "--target 'y' is 5.0 in every row"),
         ("i,y\n1,a\n1,a\n2,a\n", ["--target", "y", "--id", "i"], "'a' in every row"),
+        ("t,y\n2020-01-01,1\n3,2\n", ["--target", "y", "--time", "t"], "'3' (data row 1) is"),
+        (
+            "i,y\n" + "".join(f"{i},{'' if i in (2, 5) else 'ab'[i % 2]}\n" for i in range(20)),
+            ["--target", "y", "--id", "i", "--task", "classify"],
+            "is missing in 2 of 20 sequences (first: id 2)",
+        ),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, content, args, message):

@@ -44,7 +44,7 @@ import pandas as pd
 
 from tbptt.tabular.io import BUILTIN, read_table, split_columns
 from tbptt.tabular.panel import Panel, make_panel
-from tbptt.tabular.prepare import numeric_column
+from tbptt.tabular.prepare import MAX_CATEGORIES, numeric_column
 
 __all__ = [
     "DataSet",
@@ -77,7 +77,7 @@ class DataSet:
         )
         used = {*self.targets, *id_col, *time_col}
         given = split_columns(cfg.features, "--features", cols)
-        self.features = given or [c for c in cols if c not in used]
+        self.features = given or self._default_features(df, [c for c in cols if c not in used])
         clash = [c for c in self.features if c in used]
         if clash:
             raise ValueError(f"--features {clash[0]!r} is also the target, id or time column.")
@@ -103,6 +103,19 @@ class DataSet:
                 f"--task classify: --target {self.targets[0]!r} changes within a sequence; a "
                 "label is one value per id. Use --task regress or --task forecast."
             )
+
+    def _default_features(self, df: pd.DataFrame, columns: list[str]) -> list[str]:
+        """Every column but the target, id and time, less text with more distinct values than
+        one-hot encoding can use (free text, row keys): left out, and said in the notes."""
+        text = [c for c in columns if not pd.api.types.is_numeric_dtype(df[c])]
+        many = [c for c in text if not pd.api.types.is_bool_dtype(df[c])]
+        many = [c for c in many if df[c].nunique() > MAX_CATEGORIES]
+        if many:
+            self.panel.notes += (
+                f"; left out of the inputs: {', '.join(map(repr, many))} (text with more than "
+                f"{MAX_CATEGORIES} distinct values; map to numbers and name in --features to use)"
+            )
+        return [c for c in columns if c not in many]
 
     def _constant_within_ids(self) -> bool:
         p = self.panel

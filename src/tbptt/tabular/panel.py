@@ -59,9 +59,11 @@ def _time_values(col: pd.Series, name: str) -> pd.Series:
         try:
             out = pd.to_datetime(col, format="mixed")
         except (ValueError, TypeError) as e:
+            bad = pd.to_datetime(col, format="mixed", errors="coerce").isna() & col.notna()
+            row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
             raise ValueError(
-                f"--time {name!r}: values like {str(col.iloc[0])!r} are neither numbers nor "
-                "dates. Give a column of dates, periods or numbers."
+                f"--time {name!r}: {str(col.iloc[row])!r} (data row {row}) is neither a number "
+                "nor a date. Give a column of dates, periods or numbers."
             ) from e
     if out.isna().any():
         row = int(np.flatnonzero(out.isna().to_numpy())[0])

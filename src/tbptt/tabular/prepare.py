@@ -173,9 +173,11 @@ def fit_spec(
     if task == "classify":
         labels = df[targets[0]]
         if labels.isna().any():
+            missing = [i for i in range(len(panel.ids)) if labels.iloc[panel.rows(i)].isna().any()]
             raise ValueError(
-                f"--target {targets[0]!r} has {int(labels.isna().sum())} missing labels; "
-                "every sequence needs its label."
+                f"--target {targets[0]!r} is missing in {len(missing)} of {len(panel.ids)} "
+                f"sequences (first: id {panel.ids[missing[0]]!r}); every training sequence needs "
+                "its label. Drop those ids (tbptt predict labels them later) or label them."
             )
         spec.classes = sorted(pd.unique(labels).tolist(), key=str)
         return spec
