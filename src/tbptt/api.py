@@ -46,6 +46,13 @@ class Loaded:
         """The predictions table for ``data`` (a file or DataFrame; default: the run's file),
         with ``horizon`` forecast rows per sequence (forecast runs; default: the run's horizon,
         as ``tbptt predict``)."""
+        if horizon is not None and (
+            isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 0
+        ):
+            raise ValueError(
+                f"horizon must be a whole number of steps >= 0 (0: no forecast rows), got "
+                f"{horizon!r}."
+            )
         p = self._predictor()
         if horizon is None:
             horizon = int(self.config.horizon or 0) if p.spec.task == "forecast" else 0

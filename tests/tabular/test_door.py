@@ -64,6 +64,9 @@ def test_forecast_predict_reproduces_validation_and_load_equals_cli(tmp_path, ca
     loaded = tbptt.load(run).predict(data, horizon=5)
     np.testing.assert_allclose(loaded["yhat"].to_numpy(float), table["yhat"].to_numpy(float))
     assert len(tbptt.load(run).forecast(2)) == 3 * 2
+    assert (tbptt.load(run).predict(data, horizon=0)["kind"] == "one_step").all()
+    with pytest.raises(ValueError, match="horizon must be a whole number of steps >= 0"):
+        tbptt.load(run).predict(data, horizon=-1)
 
 
 def test_classify_and_regress(tmp_path, capsys):
