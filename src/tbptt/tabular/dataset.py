@@ -231,6 +231,13 @@ binds); 3 lowered ArrowHead's test accuracy on a loaded 2-core CPU (docs/quality
 is the default and ``--members`` the option."""
 
 
+FORECAST_MEMBERS = 3
+"""Forecast: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`, each
+trained on its own loss, their forecasts averaged). Each member gets the updates one model
+would (a forecasting run stops early in seconds, far inside its 2-minute cap); chosen on the
+tuning series of ``benchmarks/forecast.py`` (docs/quality.md)."""
+
+
 PATCH_STEPS = 32
 """Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches.
 32 rather than 128: with augmentation, ArrowHead's and ACSF1's test accuracy rose (0.59 and
@@ -278,12 +285,19 @@ def data_defaults(cfg: Any) -> Any:
     k1 = _or(cfg.k1, k1_default)
     batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
     classify = task == "classify"
-    if not classify and cfg.members not in (None, 1):
+    if task == "regress" and cfg.members not in (None, 1):
         raise ValueError(
-            f"--members {cfg.members}: an ensemble serves --task classify only (this run is "
-            f"--task {task}); drop --members."
+            f"--members {cfg.members}: an ensemble serves --task classify and forecast only "
+            f"(this run is --task {task}); drop --members."
+        )
+    if task != "forecast" and getattr(cfg, "direct_head", "auto") != "auto":
+        raise ValueError(
+            f"--direct-head {cfg.direct_head}: the direct multi-step head serves --task forecast "
+            f"only (this run is --task {task}); drop --direct-head."
         )
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
+    if task == "forecast":
+        members = int(_or(cfg.members, FORECAST_MEMBERS))
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
