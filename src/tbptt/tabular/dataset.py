@@ -29,7 +29,8 @@ Defaults (each only where the option is not given):
   (:func:`patch_size`), and k1, k2 and the budget count those steps; one model
   (``--members N``: an ensemble of N sharing the budget); the training sequences are augmented
   each epoch (:class:`tbptt.tabular.job.AugmentedStream`);
-- forecast: an ensemble of ``FORECAST_MEMBERS`` (5) models, each with the updates of one;
+- forecast: an ensemble of ``FORECAST_MEMBERS`` (5) models, each with the updates of one (one
+  model for a streamed file, whose 2 minutes are better spent on more of its rows);
 - horizon: two seasons, at most 48 (12 without a season).
 """
 
@@ -298,8 +299,8 @@ def data_defaults(cfg: Any) -> Any:
             f"only (this run is --task {task}); drop --direct-head."
         )
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
-    if task == "forecast":
-        members = int(_or(cfg.members, FORECAST_MEMBERS))
+    if task == "forecast":  # a streamed file: its time cap is better spent on more data
+        members = int(_or(cfg.members, 1 if ds.streamed else FORECAST_MEMBERS))
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
