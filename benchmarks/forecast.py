@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "--group",
         choices=sorted(GROUPS),
         default="tuning",
-        help="tuning: the 11 series the defaults were chosen on; unseen: the held-out ones; fresh: 7 more, run once after the ensemble was chosen",
+        help="tuning: the 11 series the defaults were chosen on; unseen: the held-out ones; fresh: 6 more, run once after the ensemble was chosen",
     )
     p.add_argument("--datasets", help="comma-separated names (default: the whole --group)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
