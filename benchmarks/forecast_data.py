@@ -52,8 +52,8 @@ peers that run fast (no Darts): the honest held-out figure for that choice.
 
 sktime's PBS_dataset (monthly scripts of one drug, 1991-2008) was in the group's first list and
 dropped after its first run had started: its last 38 months are all 0 (the drug fell out of
-use), so the seasonal naive forecast's holdout error is about 0 and MASE relative to it is
-undefined; the loader stays (``pbs``) for the record.
+use), so its whole holdout is zeros and scores only who predicts 0 best; the loader stays
+(``pbs``) for the record.
 """
 
 from __future__ import annotations
