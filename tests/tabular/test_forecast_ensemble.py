@@ -178,3 +178,24 @@ def test_direct_head_off_and_one_member_build_the_plain_model(tmp_path):
     with pytest.raises(SystemExit) as bad:
         main(["train", "--data", str(data), "--target", "y", "--direct-head", "sideways"])
     assert bad.value.code == 2
+
+
+def test_a_run_saved_before_ensembles_predicts_as_it_did(tmp_path):
+    """A one-model run whose config has no ``members`` (null) and no ``direct_head`` (runs
+    saved before them) loads and predicts byte for byte what it predicted before."""
+    data = _series(tmp_path / "s.csv")
+    runs = tmp_path / "runs"
+    args = ["train", "--data", str(data), "--target", "y", "--time", "t", "--runs-dir", str(runs)]
+    assert main([*args, "--name", "one", "--members", "1", *FAST]) == 0
+    run = runs / "one"
+    predict = ["predict", str(run), "--data", str(data), "--horizon", "4"]
+    assert main([*predict, "--out", str(tmp_path / "new.csv")]) == 0
+    for ckpt in sorted((run / "checkpoints").glob("*.pt")):  # the config saved with the weights
+        payload = torch.load(ckpt, map_location="cpu", weights_only=True)
+        payload["config"]["members"] = None
+        del payload["config"]["direct_head"]
+        torch.save(payload, ckpt)
+    assert main([*predict, "--out", str(tmp_path / "old.csv")]) == 0
+    assert (tmp_path / "old.csv").read_bytes() == (tmp_path / "new.csv").read_bytes()
+    old = tbptt.load(run)
+    assert old.config.members is None and isinstance(old.model, TabularRNN)
