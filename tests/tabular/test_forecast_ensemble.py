@@ -122,6 +122,20 @@ def test_member_mean_and_the_defaults(tmp_path):
         data_defaults(RunConfig(**base, task="regress", direct_head="off"))
 
 
+def test_fewer_default_members_where_the_time_would_not_allow(tmp_path, monkeypatch):
+    from tbptt.tabular import dataset
+
+    path = _series(tmp_path / "s.csv")
+    base = {"data": str(path), "target": "y", "time": "t"}
+    one = data_defaults(RunConfig(**base, members=1))
+    per_member = one.batch_size * one.k1 * one.updates  # 1 x 16 x 400 steps
+    monkeypatch.setattr(dataset, "FORECAST_STEPS_PER_RUN", 3 * per_member + 1)
+    assert data_defaults(RunConfig(**base)).members == 3
+    assert data_defaults(RunConfig(**base, members=5)).members == 5  # asked for: kept
+    monkeypatch.setattr(dataset, "FORECAST_STEPS_PER_RUN", per_member // 2)
+    assert data_defaults(RunConfig(**base)).members == 1
+
+
 def test_an_ensemble_run_predicts_its_validation_and_load_equals_cli(tmp_path, capsys):
     data = _series(tmp_path / "s.csv")
     runs = tmp_path / "runs"
