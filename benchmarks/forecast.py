@@ -37,11 +37,19 @@ CACHE = Path(__file__).resolve().parent / ".cache" / "forecast"
 
 
 def run_method(
-    method: str, name: str, seed: int, refresh: bool, cached_only: bool = False
+    method: str,
+    name: str,
+    seed: int,
+    refresh: bool,
+    cached_only: bool = False,
+    tbptt_args: tuple[str, ...] = (),
+    tag: str = "",
 ) -> dict[str, Any]:
-    """One method's predictions on one dataset and seed, from the cache or computed now."""
+    """One method's predictions on one dataset and seed, from the cache or computed now;
+    ``tbptt_args``: options added to tbptt's command line, cached under ``tbptt{tag}``."""
     seeded = method == "tbptt" or PEERS[method][1]
-    path = CACHE / name / f"{method}-s{seed if seeded else 0}.json"
+    cached = f"tbptt{tag}" if method == "tbptt" else method
+    path = CACHE / name / f"{cached}-s{seed if seeded else 0}.json"
     if path.exists() and not refresh:
         return json.loads(path.read_text())
     if cached_only:
@@ -51,7 +59,7 @@ def run_method(
     n_train = {str(k): int(n) - holdout_size(int(n), spec.horizon) for k, n in sizes.items()}
     full = {str(k): g[spec.target].to_numpy(float) for k, g in frame.groupby("id", sort=False)}
     if method == "tbptt":
-        result = run_tbptt(spec, frame, n_train, seed, CACHE / name / "tbptt")
+        result = run_tbptt(spec, frame, n_train, seed, CACHE / name / cached, tbptt_args)
     else:
         work = CACHE / name / method
         work.mkdir(parents=True, exist_ok=True)
@@ -166,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "--group",
         choices=sorted(GROUPS),
         default="tuning",
-        help="tuning: the 11 series the defaults were chosen on; unseen: the held-out ones",
+        help="tuning: the 11 series the defaults were chosen on; unseen: the held-out ones; fresh: 6 more, run once after the ensemble was chosen",
     )
     p.add_argument("--datasets", help="comma-separated names (default: the whole --group)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
@@ -174,7 +182,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refresh", default="", help="methods to rerun instead of reading the cache")
     p.add_argument("--out", help="also write the tables to this Markdown file")
     p.add_argument("--cached-only", action="store_true", help="tabulate the cache, run nothing")
+    p.add_argument(
+        "--tbptt-args",
+        default="",
+        help="options added to tbptt train (e.g. '--members 1'), to measure a default's choice",
+    )
+    p.add_argument("--tag", default="", help="tbptt's cache name suffix for --tbptt-args")
     args = p.parse_args(argv)
+    if args.tbptt_args and not args.tag:
+        p.error("--tbptt-args needs --tag NAME, so its results are cached apart from the default")
     names = [n for n in (args.datasets or ",".join(GROUPS[args.group])).split(",") if n]
     methods = [m for m in args.methods.split(",") if m]
     for m in methods:
@@ -192,7 +208,15 @@ def main(argv: list[str] | None = None) -> int:
             rows = []
             for seed in seeds if seeded else seeds[:1]:
                 try:
-                    result = run_method(m, name, seed, m in refresh, args.cached_only)
+                    result = run_method(
+                        m,
+                        name,
+                        seed,
+                        m in refresh,
+                        args.cached_only,
+                        tuple(args.tbptt_args.split()),
+                        args.tag,
+                    )
                 except Exception as e:  # one failure is reported, not the end of the run
                     print(f"{name} {m} seed {seed}: FAILED {type(e).__name__}: {e}", flush=True)
                     continue

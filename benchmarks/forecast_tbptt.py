@@ -68,9 +68,15 @@ def tbptt_predictions(
 
 
 def run_tbptt(
-    spec: Spec, frame: pd.DataFrame, n_train: dict[str, int], seed: int, work: Path
+    spec: Spec,
+    frame: pd.DataFrame,
+    n_train: dict[str, int],
+    seed: int,
+    work: Path,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Train with the defaults on the training parts, predict, return the peers' result shape."""
+    """Train with the defaults (plus the options ``extra``, to measure a default's choice) on
+    the training parts, predict, return the peers' result shape."""
     work.mkdir(parents=True, exist_ok=True)
     step = frame.groupby("id", sort=False).cumcount()  # position within its sequence
     train = frame[step < frame["id"].astype(str).map(n_train)]
@@ -85,7 +91,7 @@ def run_tbptt(
         cols += ["--id", "id"]
     t0 = time.perf_counter()
     fit = ["--seed", str(seed), "--runs-dir", str(runs), "--name", name]
-    tbptt_command(["train", "--data", str(work / "train.csv"), *cols, *fit], log)
+    tbptt_command(["train", "--data", str(work / "train.csv"), *cols, *fit, *extra], log)
     seconds = time.perf_counter() - t0
     run, h = str(runs / name), str(spec.horizon)
     for data, out in (("full.csv", "one.csv"), ("train.csv", "fc.csv")):

@@ -88,13 +88,13 @@ def test_members_default_one_and_an_ensemble_shares_the_time_budget(tmp_path):
     assert three.updates == max(200, CLASSIFY_STEPS_PER_RUN // (3 * per_update))
 
 
-def test_members_refused_outside_classification(tmp_path):
+def test_members_refused_for_regression(tmp_path):
     rows = [(t, float(np.sin(t / 3))) for t in range(60)]
     path = tmp_path / "f.csv"
     pd.DataFrame(rows, columns=["t", "y"]).to_csv(path, index=False)
     with pytest.raises(ValueError, match="--members 3: an ensemble serves --task classify"):
         data_defaults(
-            RunConfig(task="forecast", data=str(path), target="y", time="t", season=1, members=3)
+            RunConfig(task="regress", data=str(path), target="y", time="t", season=1, members=3)
         )
     with pytest.raises(ValueError, match="members must be a positive integer, got 0"):
         RunConfig(task="classify", members=0).check()

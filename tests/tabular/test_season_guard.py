@@ -13,7 +13,15 @@ import pytest
 import tbptt
 from tbptt.cli import main
 from tbptt.tabular.dataset import calendar_season, detect_season
-from tbptt.tabular.guard import FILE, MARGIN, WEIGHTS, OneStepGuard, choose_guard
+from tbptt.tabular.guard import (
+    ALPHA,
+    FILE,
+    MARGIN,
+    WEIGHTS,
+    OneStepGuard,
+    choose_guard,
+    dm_pvalue,
+)
 from tbptt.tabular.panel import make_panel
 
 FAST = ["--progress", "off", "--tensorboard", "off", "--updates", "12", "--eval-every", "4"]
@@ -60,20 +68,34 @@ def test_detect_season_takes_the_calendar_where_the_acf_confirms_it():
 
 
 def _brute_force(model, levels, start, scale, season):
-    """Every candidate's pooled validation MASE, written out step by step (float64)."""
-    out = {}
+    """Every candidate's pooled validation MASE and its absolute errors, written out step by
+    step (float64), over the steps where the model, the target and the last value exist."""
+    out, errors = {}, {}
     for base in ["naive", "seasonal_naive"] if season > 1 else ["naive"]:
         for w in WEIGHTS:
             errs = []
             for pred, y, s, sc in zip(model, levels, start, scale):
                 for t in range(s, len(y)):
+                    if not (np.isfinite(pred[t]) and np.isfinite(y[t]) and np.isfinite(y[t - 1])):
+                        continue
                     lag = season if base == "seasonal_naive" and t >= season else 1
-                    b = y[t - lag] if t >= 1 else np.nan
+                    b = y[t - lag]
                     p = pred[t] if w == 1.0 or not np.isfinite(b) else w * pred[t] + (1 - w) * b
-                    if np.isfinite(p) and np.isfinite(y[t]):
-                        errs.append(abs(p - y[t]) / sc)
+                    errs.append(abs(p - y[t]) / sc)
             out[(base, w)] = float(np.mean(errs))
-    return out
+            errors[(base, w)] = np.array(errs)
+    return out, errors
+
+
+def _dm_by_hand(d):
+    """The one-sided Diebold-Mariano p-value with the HLN correction, h = 1, term by term."""
+    from scipy.stats import t as student
+
+    n = len(d)
+    mean = sum(d) / n
+    gamma0 = sum((v - mean) ** 2 for v in d) / n
+    stat = mean / (gamma0 / n) ** 0.5 * ((n + 1 - 2) / n) ** 0.5
+    return student.sf(stat, n - 1)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -88,17 +110,37 @@ def test_guard_choice_against_brute_force(seed):
     levels[1][5] = np.nan  # a missing target: not scored, no base from it
     start, scale = [22, 18], [1.3, 0.7]
     got = choose_guard(model, levels, start, scale, season)
-    ref = _brute_force(model, levels, start, scale, season)
-    best = min(ref.values())
-    near = [k for k, v in ref.items() if v <= best * (1 + MARGIN)]
-    loses = ref[("naive", 1.0)] > min(v for k, v in ref.items() if k[1] == 0.0)
-    w = max(k[1] for k in near) if loses else 1.0  # a model that beats both is kept
+    ref, errs = _brute_force(model, levels, start, scale, season)
+    base = min((k for k in ref if k[1] == 0.0), key=ref.get)[0]  # the better simple forecast
+    mine = {w: ref[(base, w)] for w in WEIGHTS}
+    w = max(w for w, v in mine.items() if v <= min(mine.values()) * (1 + MARGIN))
+    d = errs[(base, 1.0)] - errs[(base, w)]
+    if w < 1.0:
+        assert dm_pvalue(d) == pytest.approx(_dm_by_hand(d), rel=1e-9)
+    loses = ref[("naive", 1.0)] > ref[(base, 0.0)] and w < 1.0 and _dm_by_hand(d) < ALPHA
+    w = w if loses else 1.0  # a model that beats both, or not significantly, is kept
     assert loses == (noise > 1)  # both cases are covered
     assert got["weight"] == w
     if w < 1.0:
-        assert ref[(got["base"], w)] == min(v for k, v in ref.items() if k[1] == w)
-        assert got["val_mase"]["model"] > best  # it left the model for something better
+        assert got["base"] == base  # combined with the forecast that beat it
+        assert got["val_mase"]["model"] > min(mine.values())  # it left the model for better
     assert got["val_mase"]["model"] == pytest.approx(ref[("naive", 1.0)], abs=1e-6)
+
+
+def test_the_guard_keeps_a_model_that_loses_by_noise():
+    """A model a little worse than the seasonal naive forecast on a short validation part (not
+    significantly, by the Diebold-Mariano test) is kept alone; clearly worse, it is combined
+    with that forecast, not with the naive one."""
+    rng = np.random.default_rng(0)
+    y = np.tile([0.0, 4.0, 1.0, -3.0], 10) + 0.5 * rng.normal(size=40)
+    snaive = np.r_[np.full(4, np.nan), y[:-4]]
+    close = snaive + 0.2 * rng.normal(size=40)  # as good as the seasonal naive, give or take
+    got = choose_guard([close], [y], [28], [1.0], season=4)
+    assert got["val_mase"]["model"] > got["val_mase"]["seasonal_naive"]  # it loses there ...
+    assert got["weight"] == 1.0  # ... by noise: kept
+    bad = snaive + 2.0 * rng.normal(size=40)
+    got = choose_guard([bad], [y], [28], [1.0], season=4)
+    assert got["weight"] < 1.0 and got["base"] == "seasonal_naive"
 
 
 def _seasonal_csv(path: Path) -> Path:
@@ -114,7 +156,8 @@ def test_the_guard_is_saved_said_and_used_by_predict_and_load(tmp_path, capsys):
     data = _seasonal_csv(tmp_path / "s.csv")
     runs = ["--runs-dir", str(tmp_path / "runs"), "--name", "r"]
     args = ["train", "--data", str(data), "--target", "y", "--time", "t", *runs, *FAST]
-    assert main(args) == 0
+    # 29 validation steps: enough for the guard's significance test (19 were too few)
+    assert main([*args, "--val-fraction", "0.3"]) == 0
     printed = capsys.readouterr().out
     run = tmp_path / "runs" / "r"
     summary = json.loads((run / "summary.json").read_text())

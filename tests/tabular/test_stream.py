@@ -406,6 +406,7 @@ def test_tbptt_train_streams_a_large_parquet_file(tmp_path, streamed, monkeypatc
         in summary["data"]
     )
     assert summary["verdict"] and summary["scores"]["model"]["y"]["one_step"]["rmse"] > 0
+    assert summary["config"]["members"] == 1  # a streamed file: one model, not the ensemble
     capsys.readouterr()
     assert main([*args, "--task", "regress", *runs, "--name", "c", *flags]) == 2
     err = capsys.readouterr().err

@@ -29,6 +29,9 @@ Defaults (each only where the option is not given):
   (:func:`patch_size`), and k1, k2 and the budget count those steps; one model
   (``--members N``: an ensemble of N sharing the budget); the training sequences are augmented
   each epoch (:class:`tbptt.tabular.job.AugmentedStream`);
+- forecast: an ensemble of ``FORECAST_MEMBERS`` (5) models, each with the updates of one, fewer
+  where they would not train ``FORECAST_STEPS_PER_RUN`` steps together (one model for a streamed
+  file, whose 2 minutes are better spent on more of its rows);
 - horizon: two seasons, at most 48 (12 without a season).
 """
 
@@ -269,6 +272,22 @@ binds); 3 lowered ArrowHead's test accuracy on a loaded 2-core CPU (docs/quality
 is the default and ``--members`` the option."""
 
 
+FORECAST_MEMBERS = 5
+"""Forecast: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`, each
+trained on its own loss, their forecasts averaged). Each member gets the updates one model
+would (a forecasting run takes seconds, far inside its 2-minute cap). Chosen on the 11 tuning
+series of ``benchmarks/forecast.py`` (3 seeds): mean one-step MASE 0.568 with one model, 0.551
+with 3, 0.544 with 5, and a smaller spread over seeds (docs/quality.md)."""
+
+
+FORECAST_STEPS_PER_RUN = 10_000_000
+"""Forecast: the most batch x window x update steps that all the members of the default
+ensemble train together (about 40 s of training for a hidden-32 LSTM at batch 32 on one core:
+fertility's 192 countries trained 5 x 307,200 steps in 5.7 s, measured); beyond it the default
+has fewer members, so that the 2-minute cap does not cut their schedules short. Every series of
+``benchmarks/forecast.py`` is far below it (fertility, the largest: 15 % of it)."""
+
+
 PATCH_STEPS = 32
 """Classify: the most recurrent steps of a univariate sequence; a longer one is fed in patches.
 32 rather than 128: with augmentation, ArrowHead's and ACSF1's test accuracy rose (0.59 and
@@ -316,12 +335,19 @@ def data_defaults(cfg: Any) -> Any:
     k1 = _or(cfg.k1, k1_default)
     batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
     classify = task == "classify"
-    if not classify and cfg.members not in (None, 1):
+    if task == "regress" and cfg.members not in (None, 1):
         raise ValueError(
-            f"--members {cfg.members}: an ensemble serves --task classify only (this run is "
-            f"--task {task}); drop --members."
+            f"--members {cfg.members}: an ensemble serves --task classify and forecast only "
+            f"(this run is --task {task}); drop --members."
+        )
+    if task != "forecast" and getattr(cfg, "direct_head", "auto") != "auto":
+        raise ValueError(
+            f"--direct-head {cfg.direct_head}: the direct multi-step head serves --task forecast "
+            f"only (this run is --task {task}); drop --direct-head."
         )
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
+    if task == "forecast":  # a streamed file: its time cap is better spent on more data
+        members = int(_or(cfg.members, 1 if ds.streamed else FORECAST_MEMBERS))
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
@@ -334,6 +360,9 @@ def data_defaults(cfg: Any) -> Any:
             budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
             budget["minutes"] = 2.0  # a cap for long files and busy machines (the first one stops)
     updates = budget.get("updates", _or(cfg.updates, 1000))
+    if task == "forecast" and cfg.members is None and (members or 1) > 1:  # while time allows
+        per_member = max(1, batch) * max(1, k1) * int(updates)  # steps each member trains
+        members = int(np.clip(FORECAST_STEPS_PER_RUN // per_member, 1, members or 1))
     horizon = None
     if task == "forecast":
         horizon = _or(cfg.horizon, min(48, 2 * season) if season > 1 else 12)

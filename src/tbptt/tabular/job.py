@@ -33,6 +33,7 @@ from tbptt.tabular.model import (
     RegressMetrics,
     TabularRNN,
     ensemble_cross_entropy,
+    ensemble_loss,
     weighted_mse,
 )
 from tbptt.tabular.prepare import (
@@ -50,6 +51,7 @@ __all__ = [
     "WeightedStream",
     "build_data_job",
     "build_data_model",
+    "direct_head",
     "holdout",
     "stratified_val",
 ]
@@ -111,7 +113,7 @@ class AugmentedStream(StreamBatcher):
 
 def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN | Ensemble:
     """The run's model: a :class:`TabularRNN`, or an :class:`Ensemble` of ``extra["members"]``
-    of them (classification)."""
+    of them (runs before ensembles: none, one model)."""
     spec = Spec.from_dict(extra["spec"])
     direct = int(extra.get("direct", 0)) * len(spec.targets)  # the direct head (horizon.py)
     options: dict[str, Any] = {
@@ -125,7 +127,7 @@ def build_data_model(cfg: Any, extra: dict[str, Any]) -> TabularRNN | Ensemble:
     }
     members = int(extra.get("members", 1))
     if members > 1:
-        return Ensemble(int(extra["n_in"]), spec.n_out, members=members, **options)
+        return Ensemble(int(extra["n_in"]), spec.n_out + direct, members=members, **options)
     return TabularRNN(int(extra["n_in"]), spec.n_out + direct, **options)
 
 
@@ -214,9 +216,34 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         extra={"skip": seasonal_start(p, spec, n_train)},
         desc=f"{int(n_train.sum())} training and {n_val} validation steps",
     )
-    if ds.streamed:  # streamed ids train the one-step outputs only
-        return parts
-    return _with_direct(parts, arrays, n_train, int(cfg.horizon or 0))
+    direct = direct_head(cfg, ds.streamed is not None)
+    if direct:
+        parts = _with_direct(parts, arrays, n_train, int(cfg.horizon or 0))
+    return _as_ensemble(parts, int(cfg.members or 1))
+
+
+def direct_head(cfg: Any, streamed: bool) -> bool:
+    """Whether a forecasting run trains the direct multi-step head: ``--direct-head on``,
+    ``off``, or ``auto`` (the default: on unless the file is streamed, whose ids train the
+    one-step outputs only)."""
+    choice = getattr(cfg, "direct_head", None) or "auto"
+    if choice == "on" and streamed:
+        raise ValueError(
+            f"--direct-head on: {cfg.data} has more than {streaming.STREAM_ROWS:,} rows, so it "
+            "is streamed, and streamed ids train the one-step outputs only. Use --direct-head "
+            "auto or off."
+        )
+    return choice == "on" or (choice == "auto" and not streamed)
+
+
+def _as_ensemble(parts: _Parts, members: int) -> _Parts:
+    """Forecasting parts for an :class:`Ensemble` of ``members``: each member trained on its own
+    loss (:func:`ensemble_loss`), the members' mean outputs scored; 1: as they are."""
+    if members > 1:
+        parts.loss_fn = ensemble_loss(parts.loss_fn, members)
+        parts.metrics.members = members
+        parts.extra["members"] = members
+    return parts
 
 
 def _with_direct(

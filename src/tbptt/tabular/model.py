@@ -7,11 +7,14 @@
   since the sequence began, carried in the state so that it streams chunk by chunk (mean/max
   pooling over time as in Wang, Yan & Oates, 2017, "Time series classification from scratch
   with deep neural networks: a strong baseline", IJCNN).
-- :class:`Ensemble`: classification's default, several TabularRNNs trained side by side from
-  different initialisations, their class probabilities averaged (a deep ensemble:
-  Lakshminarayanan, Pritzel & Blundell, 2017, "Simple and scalable predictive uncertainty
-  estimation using deep ensembles", NeurIPS); :func:`ensemble_cross_entropy` trains each member
-  on its own loss, :func:`mean_probabilities` is what is scored and predicted.
+- :class:`Ensemble`: several TabularRNNs trained side by side from different initialisations
+  (a deep ensemble: Lakshminarayanan, Pritzel & Blundell, 2017, "Simple and scalable
+  predictive uncertainty estimation using deep ensembles", NeurIPS; forecasting's default, as
+  in the ensembles of N-BEATS, Oreshkin et al. 2020, and of the M4 Competition's winners).
+  Classification: :func:`ensemble_cross_entropy` trains each member on its own loss,
+  :func:`mean_probabilities` is what is scored and predicted. Forecasting:
+  :func:`ensemble_loss` trains each member on its own loss, :func:`member_mean` (the members'
+  outputs averaged) is what is scored and predicted.
 - :func:`weighted_mse`: targets ``(B, L, 3K)`` hold K values, their K mask weights (0 where a
   value is missing or not to be learned; the metrics count these) and K loss weights.
 - :class:`ForecastMetrics` / :class:`ClassifyMetrics` / :class:`RegressMetrics`: what the
@@ -42,7 +45,9 @@ __all__ = [
     "RegressMetrics",
     "TabularRNN",
     "ensemble_cross_entropy",
+    "ensemble_loss",
     "mean_probabilities",
+    "member_mean",
     "weighted_mse",
 ]
 
@@ -112,7 +117,8 @@ class TabularRNN(nn.Module):
 class Ensemble(nn.Module):
     """``members`` independent :class:`TabularRNN` (same options, each its own random
     initialisation, no shared weight) side by side: outputs ``(B, T, members * out)``, member
-    ``m``'s logits in ``[..., m * out : (m + 1) * out]``; the state is the tuple of theirs.
+    ``m``'s outputs (logits, or forecasts) in ``[..., m * out : (m + 1) * out]``; the state is
+    the tuple of theirs.
 
     >>> torch.manual_seed(0) is not None
     True
@@ -167,6 +173,36 @@ def ensemble_cross_entropy(members: int) -> Any:
     return loss
 
 
+def member_mean(outputs: Tensor, members: int) -> Tensor:
+    """``(..., members * K)`` outputs of an :class:`Ensemble` -> ``(..., K)``: the members'
+    outputs averaged (forecasting: the one-step changes and the direct head's, each linear in
+    the forecast level, so this is the mean of the members' forecasts). 1: as they are.
+
+    >>> member_mean(torch.tensor([[1.0, 2.0, 3.0, 6.0]]), 2).tolist()
+    [[2.0, 4.0]]
+    """
+    if members == 1:
+        return outputs
+    k = outputs.shape[-1] // members
+    return outputs.reshape(*outputs.shape[:-1], members, k).mean(-2)
+
+
+def ensemble_loss(loss: Any, members: int) -> Any:
+    """The loss of an :class:`Ensemble` of ``members`` from one model's ``loss(y (B, L, K),
+    targets) -> (B, L)``: outputs ``(B, L, members * K)`` -> ``(B, L)``, the mean of the
+    members' own losses against the same targets, so each member's gradient is that of its own
+    loss over ``members`` (independent training). 1: ``loss`` itself."""
+    if members == 1:
+        return loss
+
+    def mean_loss(y: Tensor, targets: Tensor) -> Tensor:
+        k = y.shape[-1] // members
+        per = [loss(y[..., m * k : (m + 1) * k], targets) for m in range(members)]  # (B, L) each
+        return torch.stack(per, -1).mean(-1)
+
+    return mean_loss
+
+
 def _pooled(h: Tensor, carried: Any) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
     """``h`` (B, T, H) -> ``[h, running mean, running max]`` (B, T, 3H) and the carried
     ``(sum (B, H), count (B, 1), max (B, H))``; a row whose count is 0 starts afresh."""
@@ -196,13 +232,15 @@ class ForecastMetrics(Metrics):
     ``len(scale)`` channels; ``scale``: the change scale x the level scale per target).
 
     The best checkpoint is chosen by the loss: each sequence's errors relative to its own scale
-    (the loss weights), so in a panel a large id does not decide alone."""
+    (the loss weights), so in a panel a large id does not decide alone. ``members`` > 1: the
+    outputs are an :class:`Ensemble`'s, scored by their mean (:func:`member_mean`)."""
 
     name = "loss"
 
-    def __init__(self, scale: list[float], n_out: int) -> None:
+    def __init__(self, scale: list[float], n_out: int, members: int = 1) -> None:
         self.scale = torch.tensor(scale, dtype=torch.float64)
         self.n_out = n_out
+        self.members = members
         self.reset()
 
     def reset(self) -> None:
@@ -211,6 +249,7 @@ class ForecastMetrics(Metrics):
     def accumulate(self, outputs: Tensor, targets: Tensor, mask: Tensor) -> None:
         k = len(self.scale)
         scale = self.scale.to(outputs.device)
+        outputs = member_mean(outputs, self.members)
         err = (outputs[..., :k].double() - targets[..., :k].double()) * scale  # (B, L, k)
         w = targets[..., self.n_out : self.n_out + k].double() * mask.unsqueeze(-1)
         self._sq += float((err**2 * w).sum())

@@ -28,7 +28,7 @@ from tbptt.tabular.horizon import (
     clip_range,
     direct_forecast,
 )
-from tbptt.tabular.model import mean_probabilities
+from tbptt.tabular.model import mean_probabilities, member_mean
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import (
     Spec,
@@ -77,6 +77,8 @@ class Predictor:
         p = next(self.model.parameters())
         with torch.no_grad():
             y, state = self.model(torch.from_numpy(x).to(p.device, p.dtype).unsqueeze(0), state)
+            if self.spec.task == "forecast":  # an ensemble: the members' mean forecast
+                y = member_mean(y, int(self.extra.get("members", 1)))
         return y[0].double().cpu().numpy(), state  # (T, out)
 
     def _levels(self, z: np.ndarray) -> np.ndarray:

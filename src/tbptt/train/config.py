@@ -119,9 +119,17 @@ class RunConfig:
     dropout: float = _f(0.0, "dropout between layers and before the head", "model")
     members: int | None = _f(
         None,
-        "--task classify: models trained side by side from different initialisations, their "
-        "class probabilities averaged (default: 3 where the time budget allows, see docs)",
+        "--task classify / forecast: models trained side by side from different "
+        "initialisations, their class probabilities or forecasts averaged (default: classify "
+        "1, forecast 3; see docs)",
         "model",
+    )
+    direct_head: str = _f(
+        "auto",
+        "forecast: train the direct multi-step head next to the one-step output (auto: on "
+        "unless the file is streamed)",
+        "model",
+        choices=("auto", "on", "off"),
     )
 
     rule: str = _f(
