@@ -228,7 +228,9 @@ class RunConfig:
         """Fill every ``None`` that has a task default."""
         d = _TASK_DEFAULTS.get(self.task)
         if d is None:
-            raise ValueError(f"task must be one of {', '.join(_TASK_DEFAULTS)}, got {self.task!r}.")
+            raise ValueError(
+                f"--task must be one of {', '.join(_TASK_DEFAULTS)}, got {self.task!r}."
+            )
         if self.task in DATA_TASKS and self.data is None:
             raise ValueError(
                 f"task={self.task!r} needs --data FILE (a CSV, Parquet, .npy or .npz file)."
