@@ -3,7 +3,10 @@
 
 Each id is a true sequence: sequences of different lengths go whole into B stateful rows with
 :class:`tbptt.data.StreamBatcher` (packed: a reset mid-chunk where the next one starts, no padding
-but at the stream's end). Validation comes from the training data only: forecasting holds out the
+but at the stream's end). Classification lays them out aligned instead: each sequence starts a
+chunk as long as the longest, padded after its end, so a chunk is one recurrent call per update
+rather than one per reset (PLAID, 100 to 1,344 steps in patches of 10: about 80 calls; an update
+took 0.13 s packed and 0.02 s aligned on one core, and k2 = k1 suffices). Validation comes from the training data only: forecasting holds out the
 last ``val_fraction`` of every sequence (evaluated with the state warmed up by its history);
 classification and per-sequence regression hold out a stratified fraction of the sequences.
 """
@@ -40,8 +43,9 @@ from tbptt.tabular.prepare import (
     feature_arrays,
     fit_spec,
     forecast_arrays,
-    patches,
     seasonal_start,
+    sequence_inputs,
+    sequence_stats,
     target_levels,
 )
 
@@ -152,6 +156,15 @@ def stratified_val(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray
     return val
 
 
+def _stats_scale(feats: np.ndarray, p: Any, spec: Spec, val: np.ndarray) -> dict[str, list]:
+    """Classify: the mean and standard deviation of each sequence's level and scale
+    (:func:`tbptt.tabular.prepare.sequence_stats`) over the training sequences (not ``val``),
+    saved with the run so that ``predict`` standardises them the same way."""
+    st = np.stack([sequence_stats(feats[p.rows(i)], spec) for i in np.flatnonzero(~val)])
+    sd = st.std(0)
+    return {"mean": st.mean(0).tolist(), "sd": np.where(sd > 1e-12, sd, 1.0).tolist()}
+
+
 @dataclass
 class _Parts:
     """One task's prepared sequences, before streaming."""
@@ -169,6 +182,7 @@ class _Parts:
     desc: str
     weighted: bool = True  # targets carry weights (values, weights) per step
     augment: np.ndarray | None = None  # classify: the input columns AugmentedStream varies
+    layout: str = "packed"  # classify: "aligned", each sequence starts a chunk (one segment)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -265,9 +279,14 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     spec = fit_spec(p, cfg.task, ds.targets, ds.features, [], n_train, 1, ds.per_sequence)
     feats = feature_arrays(p.frame, spec)
     patch = patch_size(ds, p.lengths)  # 1 but for long univariate sequences to classify
-    xs = [patches(feats[p.rows(i)], patch) for i in range(len(p.ids))]
+    norm = _stats_scale(feats, p, spec, val) if cfg.task == "classify" else None
+    xs = [sequence_inputs(feats[p.rows(i)], spec, patch, norm) for i in range(len(p.ids))]
     target_at: Literal["step", "end"] = "end" if ds.per_sequence else "step"
-    values = np.arange(feats.shape[1]) < len(spec.past) + len(spec.known)  # not indicators
+    n_values = len(spec.past) + len(spec.known)
+    values = np.arange(feats.shape[1]) < n_values  # not indicators
+    if norm is not None:  # the values z-normalised, the other columns, the values as they are
+        values = np.concatenate([values, np.ones(n_values, bool)])
+    stats = np.zeros(xs[0].shape[1] - patch * len(values), dtype=bool)  # not augmented
     if cfg.task == "classify":
         index = {c: j for j, c in enumerate(spec.classes)}
         ys = [np.array(index[v], dtype=np.int64) for v in labels]
@@ -309,13 +328,14 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         baselines=baselines,
         split={"val_ids": [int(i) for i in np.flatnonzero(val)]},
         extra=(
-            {"readout": "pool", "patch": patch, "members": int(cfg.members or 1)}
+            {"readout": "pool", "patch": patch, "members": int(cfg.members or 1), "norm": norm}
             if cfg.task == "classify"
             else {}
         ),
         desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
         weighted=cfg.task == "regress",
-        augment=np.tile(values, patch) if cfg.task == "classify" else None,  # (p * F,)
+        augment=np.concatenate([np.tile(values, patch), stats]) if norm else None,  # (p F + S,)
+        layout="aligned" if cfg.task == "classify" else "packed",
     )
 
 
@@ -363,6 +383,7 @@ def build_data_job(cfg: Any) -> Any:
             target_at=parts.target_at,
             shuffle=len(parts.train_x) > 1,
             seed=cfg.seed,
+            layout=parts.layout,
             **augment,
         )
     val = stream(
