@@ -73,9 +73,7 @@ def test_budget_scales_with_the_data_and_is_bounded():
 def test_aligned_chunks_hold_a_whole_sequence_up_to_1024_steps(tmp_path, longest):
     rng = np.random.default_rng(0)
     lengths = [longest] + [20] * 11
-    rows = [
-        (i, t, float(rng.normal()), "a") for i, n in enumerate(lengths) for t in range(n) if True
-    ]
+    rows = [(i, t, float(rng.normal()), "a") for i, n in enumerate(lengths) for t in range(n)]
     frame = pd.DataFrame(rows, columns=["id", "t", "x", "label"])
     frame["y"] = frame["x"]  # two channels: no patches
     frame.loc[frame["id"] % 2 == 1, "label"] = "b"
