@@ -75,8 +75,9 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
 
     rng = np.random.default_rng(0)
     n_steps, rows = 256, []  # > PATCH_STEPS (32): patches of 8 values, 32 steps
-    for i in range(12):
+    for i in range(12):  # amplitudes 0.01, 1 and 100: each sequence is z-normalised alone
         x = np.sin(np.arange(n_steps) / (3 + 3 * (i % 2))) + 0.3 * rng.normal(size=n_steps)
+        x *= 10.0 ** (2 * (i % 3) - 2)
         rows += [(i, t, float(v), "ab"[i % 2]) for t, v in enumerate(x)]
     path = tmp_path / "long.csv"
     pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
@@ -112,6 +113,7 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     shape = (z - level) / scale
     stats = [level, np.log(scale), shape.min(), shape.max(), np.log(256)]
     norm = loaded.extra["norm"]  # the statistics standardised over the training sequences
+    assert norm is not None and len(norm["mean"]) == 5
     stats = (np.array(stats) - norm["mean"]) / norm["sd"]
     pairs = np.stack([shape, z], 1).reshape(32, 16)  # (T / p, p x (z, x)): 256 = 32 x 8 steps
     x = np.concatenate([pairs, np.tile(stats, (32, 1))], 1)

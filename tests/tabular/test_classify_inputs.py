@@ -86,3 +86,31 @@ def test_aligned_chunks_hold_a_whole_sequence_up_to_1024_steps(tmp_path, longest
         assert (cfg.k1, cfg.k2) == (longest, longest)
     else:  # longer: two chunks back
         assert (cfg.k1, cfg.k2) == (1024, 2048)
+
+
+def _scale_of(amplitudes: list[float]) -> tuple[dict | None, np.ndarray, object]:
+    from tbptt.tabular.job import _stats_scale
+    from tbptt.tabular.panel import make_panel
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=20) for _ in amplitudes]
+    seqs = [a * (s - s.mean()) / s.std() for a, s in zip(amplitudes, seqs)]  # level 0 each
+    n = len(amplitudes)
+    frame = pd.DataFrame({"id": np.repeat(np.arange(n), 20), "a": np.concatenate(seqs)})
+    panel = make_panel(frame, id_col="id", time_col=None)
+    x = frame[["a"]].to_numpy()
+    return _stats_scale(x, panel, SPEC, np.zeros(n, dtype=bool)), x, panel
+
+
+def test_sequences_are_scaled_one_by_one_only_where_amplitudes_spread_an_order_of_magnitude():
+    z_normalised, _, _ = _scale_of([1.0] * 6)  # ArrowHead, ACSF1: one scale
+    assert z_normalised is None
+    within, _, _ = _scale_of([1.0, 3.0, 0.5, 2.0, 1.0, 4.0])  # BasicMotions-like: one order
+    assert within is None
+    norm, x, _ = _scale_of([1e-3, 1.0, 1e3, 1e-2, 10.0, 1e2])  # PLAID-like: six orders
+    assert norm is not None and norm["sd"][1] > 1.0  # the log scale varies: standardised
+    # a statistic that does not vary (every level is 0, every length 20) keeps the unit
+    # divisor, so its rounding noise (~1e-16) is not blown up into an input of size 1
+    assert norm["sd"][0] == 1.0 and norm["sd"][4] == 1.0
+    rows = sequence_inputs(x[:20], SPEC, 1, norm)  # (z, x), then 5 statistics
+    assert np.abs(rows[:, 2]).max() < 1e-6 and np.abs(rows[:, 6]).max() < 1e-6
