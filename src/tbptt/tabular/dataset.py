@@ -20,8 +20,8 @@ Defaults (each only where the option is not given):
   (12 for regress, whose few validation sequences are noisy); the best checkpoint by
   validation is what predict uses;
 - classify (one label per sequence, few sequences): ``CLASSIFY_EPOCHS`` (750) epochs, or fewer
-  where they would pass ``CLASSIFY_STEPS_PER_RUN`` recurrent steps (about 1 to 1.5 minutes on
-  one idle core), between 200 and 5,000 updates (:func:`classify_budget`): a budget fixed by
+  where they would pass ``CLASSIFY_STEPS_PER_RUN`` recurrent steps (about 40 s on one core),
+  between 200 and 5,000 updates (:func:`classify_budget`): a budget fixed by
   the data, not by the clock; ``CLASSIFY_MINUTES`` (10) caps a run on a busy machine; patience
   25 (the best of all validations is kept); gradient clipping at norm 10 unless ``--clip`` is
   given (clipping at 1 slowed the fit of a 251-step LSTM on 24 sequences); validation fraction
@@ -229,9 +229,10 @@ CLASSIFY_EPOCHS = 750
 
 CLASSIFY_STEPS_PER_RUN = 12_000_000
 """Classify: the most recurrent steps (batch rows x chunk steps x updates x members, padding
-included) of one run. A hidden-32 LSTM trains 1.5 to 2.3 x 10^5 of them per second on one idle
-CPU core (the aligned chunks of ``benchmarks/classify.py``'s UCR sets), so the budget ends in
-about 1 to 1.5 minutes there; ``CLASSIFY_MINUTES`` bounds it on a busy machine."""
+included) of one run. A hidden-32 LSTM trained 1 to 3.4 x 10^5 of them per second on one CPU
+core at a load average of about 2 (the aligned chunks of ``benchmarks/classify.py``'s UCR sets;
+small batches are the slow end), so a run that reaches it (PLAID: 2,777 updates) trains for
+about 40 s there; ``CLASSIFY_MINUTES`` bounds it on a busy machine."""
 
 CLASSIFY_MINUTES = 10.0
 """Classify: the training time cap, an upper bound that only a loaded machine reaches (the

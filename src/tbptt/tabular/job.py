@@ -6,7 +6,8 @@ Each id is a true sequence: sequences of different lengths go whole into B state
 but at the stream's end). Classification lays them out aligned instead: each sequence starts a
 chunk as long as the longest, padded after its end, so a chunk is one recurrent call per update
 rather than one per reset (PLAID, 100 to 1,344 steps in patches of 10: about 80 calls; an update
-took 0.13 s packed and 0.02 s aligned on one core, and k2 = k1 suffices). Validation comes from the training data only: forecasting holds out the
+took 0.15 s packed and 0.02 s aligned on one core at a load average of about 3), and k2 = k1
+reaches each sequence's first step. Validation comes from the training data only: forecasting holds out the
 last ``val_fraction`` of every sequence (evaluated with the state warmed up by its history);
 classification and per-sequence regression hold out a stratified fraction of the sequences.
 """
