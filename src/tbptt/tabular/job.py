@@ -7,9 +7,10 @@ but at the stream's end). Classification lays them out aligned instead: each seq
 chunk as long as the longest, padded after its end, so a chunk is one recurrent call per update
 rather than one per reset (PLAID, 100 to 1,344 steps in patches of 10: about 80 calls; an update
 took 0.15 s packed and 0.02 s aligned on one core at a load average of about 3), and k2 = k1
-reaches each sequence's first step. Validation comes from the training data only: forecasting holds out the
-last ``val_fraction`` of every sequence (evaluated with the state warmed up by its history);
-classification and per-sequence regression hold out a stratified fraction of the sequences.
+reaches each sequence's first step. Validation comes from the training data only: forecasting
+holds out the last ``val_fraction`` of every sequence (evaluated with the state warmed up by its
+history); classification and per-sequence regression hold out a stratified fraction of the
+sequences.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def _stats_scale(feats: np.ndarray, p: Any, spec: Spec, val: np.ndarray) -> dict
     v = len(spec.past) + len(spec.known)
     if not v or st[:, v : 2 * v].std(0).max() / np.log(10) <= SCALE_SPREAD:
         return None  # amplitudes of one order: the inputs as they are, scaled by the training set
-    sd = st.std(0)  # a statistic that does not vary (z-normalised sets: level, scale) stays 0,
+    sd = st.std(0)  # one that does not vary (a z-normalised set's level, scale) stays ~0
     return {"mean": st.mean(0).tolist(), "sd": np.where(sd > 1e-6, sd, 1.0).tolist()}
 
 
