@@ -3,6 +3,8 @@ update budget chosen from the data."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -86,6 +88,14 @@ def test_aligned_chunks_hold_a_whole_sequence_up_to_1024_steps(tmp_path, longest
         assert (cfg.k1, cfg.k2) == (longest, longest)
     else:  # longer: two chunks back
         assert (cfg.k1, cfg.k2) == (1024, 2048)
+        return
+    from tbptt.tabular.job import build_data_job
+
+    train = build_data_job(replace(cfg, chunk_len=cfg.k1)).train  # the CLI's chunk: k1
+    assert train.layout == "aligned"
+    chunk = train.chunk(0)  # every row starts a sequence at the chunk's first step
+    assert bool(chunk.reset[:, 0].all()) and not bool(chunk.reset[:, 1:].any())
+    assert int(chunk.mask.sum()) == chunk.reset.shape[0]  # one target per row: its label
 
 
 def _scale_of(amplitudes: list[float]) -> tuple[dict | None, np.ndarray, object]:
