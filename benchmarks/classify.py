@@ -3,6 +3,11 @@
     pip install torch==2.13.0 -e ".[bench]"
     python benchmarks/classify.py                          # 4 sets, seed 0
     python benchmarks/classify.py --sets ArrowHead --seeds 0,1,2 --refresh tbptt
+    python benchmarks/classify.py --sets ArrowHead --methods tbptt-m3 --flags "--members 3" --cv 4
+
+``--cv K`` scores tbptt (or a variant) by stratified K-fold cross-validation of the *training*
+split only, to choose between variants without reading the test split (a run's own validation
+split holds 12 to 20 sequences on the smaller sets: too few to choose on).
 
 The sets are the train/test splits shipped inside ``sktime`` (nothing is downloaded):
 
