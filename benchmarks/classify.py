@@ -3,6 +3,11 @@
     pip install torch==2.13.0 -e ".[bench]"
     python benchmarks/classify.py                          # 4 sets, seed 0
     python benchmarks/classify.py --sets ArrowHead --seeds 0,1,2 --refresh tbptt
+    python benchmarks/classify.py --sets ArrowHead --methods tbptt-m3 --flags "--members 3" --cv 4
+
+``--cv K`` scores tbptt (or a variant) by stratified K-fold cross-validation of the *training*
+split only, to choose between variants without reading the test split (a run's own validation
+split holds 12 to 20 sequences on the smaller sets: too few to choose on).
 
 The sets are the train/test splits shipped inside ``sktime`` (nothing is downloaded):
 
@@ -118,41 +123,93 @@ def run_majority(name: str) -> dict[str, Any]:
     return {**scores(yte, np.full(len(yte), labels[counts.argmax()])), "seconds": 0.0}
 
 
+def _fit_predict(
+    work: Path,
+    seed: int,
+    flags: tuple[str, ...],
+    train: tuple[pd.DataFrame, np.ndarray],
+    test: pd.DataFrame,
+    tag: str = "",
+) -> tuple[np.ndarray, dict[str, Any], float]:
+    """``tbptt train`` on ``train`` then ``tbptt predict`` on ``test`` (in ``work``): the
+    predicted labels in ``test``'s order, the run's validation scores and training seconds."""
+    work.mkdir(parents=True, exist_ok=True)
+    train_csv, test_csv = work / f"train{tag}.csv", work / f"test{tag}.csv"
+    long_table(*train).to_csv(train_csv, index=False)
+    long_table(test, None).to_csv(test_csv, index=False)
+    runs, run_name, log = work / "runs", f"s{seed}{tag}", work / f"s{seed}{tag}.log"
+    shutil.rmtree(runs / run_name, ignore_errors=True)
+    log.unlink(missing_ok=True)
+    cols = ["--target", "label", "--id", "id", "--time", "t", "--task", "classify"]
+    fit = ["--seed", str(seed), "--runs-dir", str(runs), "--name", run_name, *flags]
+    t0 = time.perf_counter()
+    tbptt_command(["train", "--data", str(train_csv), *cols, *fit], log)
+    seconds = time.perf_counter() - t0
+    val = json.loads((runs / run_name / "summary.json").read_text())["scores"]["model"]
+    out = work / f"pred-s{seed}{tag}.csv"
+    tbptt_command(
+        ["predict", str(runs / run_name), "--data", str(test_csv), "--out", str(out)], log
+    )
+    pred = pd.read_csv(out)
+    order = long_table(test, None)["id"].unique()
+    by_id = dict(zip(pred["id"], pred["yhat"].astype(str)))
+    if len(by_id) != len(order):
+        raise ValueError(f"{out}: {len(by_id)} predictions for {len(order)} test sequences.")
+    return np.array([by_id[i] for i in order]), val, seconds
+
+
 def run_tbptt(
     name: str, seed: int, method: str = "tbptt", flags: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """The default command line (plus ``flags``) on one set; test scores, the run's own
     validation scores (``val_*``, what a run decides on) and the training seconds."""
     (xtr, ytr), (xte, yte) = load_split(name, "train"), load_split(name, "test")
-    work = CACHE / name / method
-    work.mkdir(parents=True, exist_ok=True)
-    long_table(xtr, ytr).to_csv(work / "train.csv", index=False)
-    long_table(xte, None).to_csv(work / "test.csv", index=False)
-    runs, run_name, log = work / "runs", f"s{seed}", work / f"s{seed}.log"
-    shutil.rmtree(runs / run_name, ignore_errors=True)
-    log.unlink(missing_ok=True)
-    cols = ["--target", "label", "--id", "id", "--time", "t", "--task", "classify"]
-    fit = ["--seed", str(seed), "--runs-dir", str(runs), "--name", run_name, *flags]
-    t0 = time.perf_counter()
-    tbptt_command(["train", "--data", str(work / "train.csv"), *cols, *fit], log)
-    seconds = time.perf_counter() - t0
-    val = json.loads((runs / run_name / "summary.json").read_text())["scores"]["model"]
-    out = work / f"pred-s{seed}.csv"
-    tbptt_command(
-        ["predict", str(runs / run_name), "--data", str(work / "test.csv"), "--out", str(out)], log
-    )
-    pred = pd.read_csv(out)
-    order = long_table(xte, None)["id"].unique()
-    by_id = dict(zip(pred["id"], pred["yhat"].astype(str)))
-    if len(by_id) != len(order):
-        raise ValueError(f"{out}: {len(by_id)} predictions for {len(order)} test sequences.")
-    yhat = np.array([by_id[i] for i in order])
+    yhat, val, seconds = _fit_predict(CACHE / name / method, seed, flags, (xtr, ytr), xte)
     return {
         **scores(yte, yhat),
         "val_accuracy": val["accuracy"],
         "val_macro_f1": val["macro_f1"],
         "seconds": seconds,
     }
+
+
+def _subset(x: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The sequences ``keep`` (positions) of ``x``, renumbered 0..n-1 in that order."""
+    ids = x.index.get_level_values(0).unique()[keep]
+    sub = x.loc[ids]
+    new = dict(zip(ids, range(len(ids))))
+    return sub.set_axis(
+        pd.MultiIndex.from_arrays(
+            [sub.index.get_level_values(0).map(new), sub.index.get_level_values(1)]
+        )
+    )
+
+
+def run_cv(
+    name: str, seed: int, folds: int, method: str = "tbptt", flags: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Stratified ``folds``-fold cross-validation on the TRAINING split only (the test split is
+    never read): each fold is predicted by a run trained on the other folds (which holds out
+    its own validation as usual); scores over every training sequence, each predicted once.
+    The choice between variants is made on these, not on a run's 12-20 validation sequences."""
+    from sklearn.model_selection import StratifiedKFold
+
+    xtr, ytr = load_split(name, "train")
+    yhat = np.empty(len(ytr), dtype=object)
+    seconds = 0.0
+    split = StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(ytr)), ytr)
+    for f, (fit_idx, held) in enumerate(split):
+        pred, _, sec = _fit_predict(
+            CACHE / name / f"{method}-cv",
+            seed,
+            flags,
+            (_subset(xtr, fit_idx), ytr[fit_idx]),
+            _subset(xtr, held),
+            tag=f"f{f}",
+        )
+        yhat[held] = pred
+        seconds += sec
+    return {**scores(ytr, yhat.astype(str)), "seconds": seconds, "folds": folds}
 
 
 def cached(
@@ -162,15 +219,21 @@ def cached(
     refresh: bool,
     cached_only: bool = False,
     flags: tuple[str, ...] = (),
+    cv: int = 0,
 ) -> dict[str, Any]:
     """One method's scores on one set, from the cache or computed now (``tbptt-LABEL``: a
     variant of tbptt, run with ``flags``, or with another checkout's ``PYTHONPATH``)."""
-    path = CACHE / name / f"{method}-s{seed}.json"
+    path = CACHE / name / f"{method}{f'-cv{cv}' if cv else ''}-s{seed}.json"
     if path.exists() and not refresh:
         return json.loads(path.read_text())
     if cached_only:
         raise FileNotFoundError(f"{path} (--cached-only)")
-    result = run_dtw(name) if method == "dtw" else run_tbptt(name, seed, method, flags)
+    if method == "dtw":
+        result = run_dtw(name)
+    elif cv:
+        result = run_cv(name, seed, cv, method, flags)
+    else:
+        result = run_tbptt(name, seed, method, flags)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result))
     return result
@@ -214,6 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refresh", default="", help="methods to rerun instead of reading the cache")
     p.add_argument("--out", help="also write the table to this Markdown file")
     p.add_argument("--cached-only", action="store_true", help="tabulate the cache, run nothing")
+    p.add_argument(
+        "--cv",
+        type=int,
+        default=0,
+        help="K: score tbptt by stratified K-fold cross-validation on the training split only "
+        "(to choose between variants; the test split is not read)",
+    )
     args = p.parse_args(argv)
     refresh = set(args.refresh.split(",")) - {""}
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -221,18 +291,20 @@ def main(argv: list[str] | None = None) -> int:
     for name in [s for s in args.sets.split(",") if s]:
         rows[name] = {}
         for method in [m for m in args.methods.split(",") if m]:
-            rows[name][method] = []
+            cv = args.cv if method.startswith("tbptt") else 0
+            label = f"{method} ({cv}-fold CV of the training split)" if cv else method
+            rows[name][label] = []
             for seed in seeds if method.startswith("tbptt") else [0]:
                 if method == "majority":  # no cache: it takes no time
-                    rows[name][method].append(run_majority(name))
+                    rows[name][label].append(run_majority(name))
                     continue
                 try:
                     flags = tuple(args.flags.split()) if method.startswith("tbptt-") else ()
-                    r = cached(name, method, seed, method in refresh, args.cached_only, flags)
+                    r = cached(name, method, seed, method in refresh, args.cached_only, flags, cv)
                 except Exception as e:  # reported, the other sets still run
                     print(f"{name} {method} seed {seed}: FAILED {type(e).__name__}: {e}")
                     continue
-                rows[name][method].append(r)
+                rows[name][label].append(r)
                 print(f"{name} {method} seed {seed}: {r}", flush=True)
     text = report(rows)
     print(text)

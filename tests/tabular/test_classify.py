@@ -8,7 +8,7 @@ import torch
 
 from tbptt import losses
 from tbptt.data import StreamBatcher
-from tbptt.tabular.dataset import data_defaults
+from tbptt.tabular.dataset import CLASSIFY_MINUTES, data_defaults
 from tbptt.tabular.model import TabularRNN
 from tbptt.train.config import RunConfig
 from tbptt.train.evaluation import evaluate
@@ -56,9 +56,10 @@ def test_classify_defaults_for_a_small_set(tmp_path):
     cfg = data_defaults(
         RunConfig(task="classify", data=str(path), target="label", id="id", time="t")
     )
-    assert (cfg.k1, cfg.k2) == (30, 60)  # the whole sequence, whatever its place in a row
+    assert (cfg.k1, cfg.k2) == (30, 30)  # aligned: each sequence whole in its own chunk
     assert cfg.val_fraction == 0.3 and cfg.lr == 5e-3 and cfg.clip == 10.0
-    assert cfg.minutes == 1.5 and cfg.updates == 750 * (40 * 30 // (10 * 30))  # 750 epochs
+    # 750 epochs of 28 training sequences in rows of 10: 3 updates each; 10 minutes at most
+    assert cfg.minutes == CLASSIFY_MINUTES and cfg.updates == 750 * 3
     given = data_defaults(
         RunConfig(task="classify", data=str(path), target="label", id="id", clip=1.0, lr=1e-3)
     )
@@ -74,22 +75,23 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
 
     rng = np.random.default_rng(0)
     n_steps, rows = 256, []  # > PATCH_STEPS (32): patches of 8 values, 32 steps
-    for i in range(12):
+    for i in range(12):  # amplitudes 0.01, 1 and 100: each sequence is z-normalised alone
         x = np.sin(np.arange(n_steps) / (3 + 3 * (i % 2))) + 0.3 * rng.normal(size=n_steps)
+        x *= 10.0 ** (2 * (i % 3) - 2)
         rows += [(i, t, float(v), "ab"[i % 2]) for t, v in enumerate(x)]
     path = tmp_path / "long.csv"
     pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
     cfg = data_defaults(
         RunConfig(task="classify", data=str(path), target="label", id="id", time="t")
     )
-    assert (cfg.k1, cfg.k2) == (32, 64)  # the whole sequence in patches
+    assert (cfg.k1, cfg.k2) == (32, 32)  # the whole sequence in patches, one chunk
     runs = tmp_path / "runs"
     args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
     fast = ["--progress", "off", "--tensorboard", "off", "--updates", "16", "--eval-every", "8"]
     ens = ["--members", "3"]  # an ensemble end to end: predict and load use every member
     assert main(["train", *args, "--runs-dir", str(runs), "--name", "p", *fast, *ens]) == 0
     loaded = tbptt.load(runs / "p")
-    assert loaded.extra["patch"] == 8 and loaded.extra["n_in"] == 8
+    assert loaded.extra["patch"] == 8 and loaded.extra["n_in"] == 8 * 2 + 5  # (z, x), stats
     out = tmp_path / "pred.csv"
     assert main(["predict", str(runs / "p"), "--data", str(path), "--out", str(out)]) == 0
     cli = pd.read_csv(out)
@@ -106,8 +108,15 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     assert f"accuracy {acc:.3f}" in summary["verdict"]
     # the same input, patched by hand, gives the model's logits
     spec, one = loaded.extra["spec"], np.array([v for (i, _, v, _) in rows if i == 0])
-    one = one.reshape(32, 8)  # (T / p, p): id 0 has 256 = 32 x 8 steps, no padding
-    x = (one - spec["mean"]["x"]) / spec["sd"]["x"]
+    z = (one - spec["mean"]["x"]) / spec["sd"]["x"]  # scaled by the training range
+    level, scale = z.mean(), z.std()  # then by the sequence itself: its shape, level, scale
+    shape = (z - level) / scale
+    stats = [level, np.log(scale), shape.min(), shape.max(), np.log(256)]
+    norm = loaded.extra["norm"]  # the statistics standardised over the training sequences
+    assert norm is not None and len(norm["mean"]) == 5
+    stats = (np.array(stats) - norm["mean"]) / norm["sd"]
+    pairs = np.stack([shape, z], 1).reshape(32, 16)  # (T / p, p x (z, x)): 256 = 32 x 8 steps
+    x = np.concatenate([pairs, np.tile(stats, (32, 1))], 1)
     # the ensemble: each member run alone, its probabilities averaged by hand
     assert loaded.extra["members"] == 3 and len(loaded.model.members) == 3
     with torch.no_grad():
@@ -129,4 +138,4 @@ def test_patch_size_follows_the_median_sequence(tmp_path):
     pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
     spec = {"task": "classify", "data": str(path), "target": "label", "id": "id", "time": "t"}
     cfg = data_defaults(RunConfig(**spec))
-    assert (cfg.k1, cfg.k2) == (160, 320)
+    assert (cfg.k1, cfg.k2) == (160, 160)

@@ -10,25 +10,31 @@ Defaults (each only where the option is not given):
   that lag, else the strongest period that :func:`tbptt.diagnostics.suggest.suggest`
   (ACF-confirmed periodogram peaks) finds in them, else 1;
 - k1 = k2: two seasons, between 16 and 64 steps (forecast); per-step regression: the longest
-  sequence up to 64. One target per sequence (classify): k1 = the longest sequence and k2 = twice
-  that (up to 1,024 and 2,048), so the last step's loss reaches back over the whole sequence
-  wherever it starts in its packed row;
+  sequence up to 64. One target per sequence: k1 = the longest sequence (up to 1,024); classify
+  lays each sequence at the start of its own chunk (``layout="aligned"``), so k2 = k1 reaches
+  its first step (twice that past 1,024 steps); per-sequence regression packs them, and k2 =
+  twice k1, so the last step's loss reaches back over the whole sequence wherever it starts;
 - batch: a quarter of the ids, at least 4 (all when fewer), at most 32; hidden 32 (64 past
   20,000 steps); Adam lr 5e-3 (forecast, classify), 2e-3 (regress: fewer, noisier targets);
 - budget: 40 epochs, between 400 and 2,000 updates, and at most 2 minutes of training; validation 25 times; patience 8 evaluations
   (12 for regress, whose few validation sequences are noisy); the best checkpoint by
   validation is what predict uses;
-- classify (one label per sequence, few sequences): 750 epochs, or fewer where they would not
-  fit in about 75 s on one core (``CLASSIFY_STEPS_PER_RUN``), between 200 and 5,000 updates,
-  and at most 1.5 minutes; patience 25 (the best of all validations is kept); gradient
-  clipping at norm 10 unless ``--clip`` is given (clipping at 1 slowed the fit
-  of a 251-step LSTM on 24 sequences); validation fraction 0.3 under 100 sequences, so that
-  every class has a few validation sequences; the readout pools the hidden states over the
-  sequence (:class:`tbptt.tabular.model.TabularRNN`, ``pool``); a univariate sequence longer
-  than ``PATCH_STEPS`` (32) goes in patches of ``p`` values per recurrent step
-  (:func:`patch_size`), and k1, k2 and the budget count those steps; one model
-  (``--members N``: an ensemble of N sharing the budget); the training sequences are augmented
-  each epoch (:class:`tbptt.tabular.job.AugmentedStream`);
+- classify (one label per sequence, few sequences): ``CLASSIFY_EPOCHS`` (750) epochs, or fewer
+  where they would pass ``CLASSIFY_STEPS_PER_RUN`` recurrent steps (about 40 s on one core),
+  between 200 and 5,000 updates (:func:`classify_budget`): a budget fixed by
+  the data, not by the clock; ``CLASSIFY_MINUTES`` (10) caps a run on a busy machine; patience
+  25 (the best of all validations is kept); gradient clipping at norm 10 unless ``--clip`` is
+  given (clipping at 1 slowed the fit of a 251-step LSTM on 24 sequences); validation fraction
+  0.3 under 100 sequences, so that every class has a few validation sequences; the readout
+  pools the hidden states over the sequence (:class:`tbptt.tabular.model.TabularRNN`,
+  ``pool``); where the sequences' amplitudes spread over more than an order of magnitude, each
+  sequence's values are z-normalised over the sequence, next to the values as they are and its
+  level, scale, range and length
+  (:func:`tbptt.tabular.prepare.sequence_inputs`); a univariate sequence longer than
+  ``PATCH_STEPS`` (32) goes in patches of ``p`` values per recurrent step (:func:`patch_size`),
+  and k1, k2 and the budget count those steps; one model (``--members N``: an ensemble of N
+  sharing the budget); the training sequences are augmented each epoch
+  (:class:`tbptt.tabular.job.AugmentedStream`);
 - forecast: an ensemble of ``FORECAST_MEMBERS`` (5) models, each with the updates of one, fewer
   where they would not train ``FORECAST_STEPS_PER_RUN`` steps together (one model for a streamed
   file, whose 2 minutes are better spent on more of its rows);
@@ -54,6 +60,7 @@ __all__ = [
     "builtin_series_config",
     "calendar_season",
     "check_target_varies",
+    "classify_budget",
     "data_defaults",
     "detect_season",
     "load_data",
@@ -259,10 +266,40 @@ def _z_band(alpha: float) -> float:
     return float(norm.ppf(1 - alpha / 2))
 
 
-CLASSIFY_STEPS_PER_RUN = 7_500_000
-"""Batch x window steps that one CPU core trains in about 75 s (a hidden-32 LSTM: about 10^5
-steps per second, measured on the UCR sets of ``benchmarks/classify.py``): the classify budget
-in updates, so that the learning-rate schedule runs to its end within the time cap."""
+CLASSIFY_EPOCHS = 750
+"""Classify: passes over the training sequences where the step budget allows (few sequences)."""
+
+CLASSIFY_STEPS_PER_RUN = 12_000_000
+"""Classify: the most recurrent steps (batch rows x chunk steps x updates x members, padding
+included) of one run. A hidden-32 LSTM trained 1 to 3.4 x 10^5 of them per second on one CPU
+core at a load average of about 2 (the aligned chunks of ``benchmarks/classify.py``'s UCR sets;
+small batches are the slow end), so a run that reaches it (PLAID: 2,777 updates) trains for
+about 40 s there; ``CLASSIFY_MINUTES`` bounds it on a busy machine."""
+
+CLASSIFY_MINUTES = 10.0
+"""Classify: the training time cap, an upper bound that only a loaded machine reaches (the
+update budget, fixed by the data, normally ends first: the same run on any machine)."""
+
+
+def classify_budget(
+    lengths: np.ndarray, k1: int, batch: int, members: int, val_fraction: float
+) -> dict[str, Any]:
+    """Updates and time cap of a classify run from its data: ``CLASSIFY_EPOCHS`` passes over
+    the training sequences (``lengths``: recurrent steps per sequence, aligned chunks of ``k1``
+    steps, ``batch`` rows), at most ``CLASSIFY_STEPS_PER_RUN`` steps, between 200 and 5,000
+    updates; the cosine schedule runs to its end within them.
+
+    >>> classify_budget(np.full(100, 30), 30, 25, 1, 0.3)  # 70 training sequences: 3 updates
+    {'updates': 2250, 'minutes': 10.0}
+    >>> classify_budget(np.full(537, 135), 135, 32, 1, 0.2)["updates"]  # the step budget binds
+    2777
+    """
+    chunks = -(-np.asarray(lengths) // max(1, k1))  # (N,) chunks of each sequence
+    train = float(chunks.sum()) * (1 - val_fraction)
+    per_epoch = max(1, int(np.ceil(train / max(1, batch))))
+    fit = CLASSIFY_STEPS_PER_RUN // (max(1, batch) * max(1, k1) * max(1, members))
+    updates = int(np.clip(min(CLASSIFY_EPOCHS * per_epoch, fit), 200, 5000))
+    return {"updates": updates, "minutes": CLASSIFY_MINUTES}
 
 
 CLASSIFY_MEMBERS = 1
@@ -327,6 +364,9 @@ def data_defaults(cfg: Any) -> Any:
     k2_default = None
     if task == "forecast":
         k1_default = int(np.clip(2 * season, 16, 64))
+    elif task == "classify":  # aligned: each sequence starts a chunk of its longest's steps,
+        k1_default = min(longest, 1024)  # so k2 = k1 backpropagates through the whole of it
+        k2_default = k1_default + (k1_default if longest > k1_default else 0)
     elif ds.per_sequence:  # the loss sits at each sequence's last step: backpropagate through
         k1_default = min(longest, 1024)  # the whole sequence (k2 - k1 >= its length)
         k2_default = k1_default + min(longest, 1024)
@@ -352,10 +392,8 @@ def data_defaults(cfg: Any) -> Any:
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         if classify:  # few sequences, one target each: many epochs, the best by validation
-            cost = max(1, batch) * max(1, k1) * (members or 1)  # steps per update, all members
-            fit = CLASSIFY_STEPS_PER_RUN // cost  # the cosine ends within the time cap
-            budget["updates"] = int(np.clip(min(750 * per_epoch, fit), 200, 5000))
-            budget["minutes"] = 1.5  # with reading, validation and saving: under 2 minutes
+            held = _or(cfg.val_fraction, 0.3 if n < 100 else 0.2)  # the run's default split
+            budget = classify_budget(lengths, k1, batch, members or 1, held)
         else:
             budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
             budget["minutes"] = 2.0  # a cap for long files and busy machines (the first one stops)

@@ -35,7 +35,7 @@ from tbptt.tabular.prepare import (
     feature_arrays,
     forecast_arrays,
     forecast_inputs,
-    patches,
+    sequence_inputs,
 )
 
 __all__ = ["Predictor"]
@@ -271,7 +271,11 @@ class Predictor:
     def _outputs(self, panel: Panel) -> list[np.ndarray]:
         feats = feature_arrays(panel.frame, self.spec)
         patch = int(self.extra.get("patch", 1))  # values per recurrent step (classify)
-        return [self._run(patches(feats[panel.rows(i)], patch))[0] for i in range(len(panel.ids))]
+        norm = self.extra.get("norm")  # per-sequence scaling (runs before it: none)
+        return [
+            self._run(sequence_inputs(feats[panel.rows(i)], self.spec, patch, norm))[0]
+            for i in range(len(panel.ids))
+        ]
 
     def _classify_frame(self, panel: Panel) -> pd.DataFrame:
         logits = torch.from_numpy(np.stack([o[-1] for o in self._outputs(panel)]))  # (N, M*C)

@@ -42,6 +42,8 @@ __all__ = [
     "patches",
     "seasonal_columns",
     "seasonal_start",
+    "sequence_inputs",
+    "sequence_stats",
 ]
 
 MAX_CATEGORIES = 50
@@ -263,6 +265,60 @@ def patches(x: np.ndarray, p: int) -> np.ndarray:
     n = -(-len(x) // p)
     padded = np.concatenate([x, np.repeat(x[-1:], n * p - len(x), 0)])  # (n * p, F)
     return padded.reshape(n, p * x.shape[1])
+
+
+SCALE_FLOOR = 1e-9
+"""Classify: the smallest per-sequence standard deviation (in training-scaled units) that
+:func:`sequence_inputs` divides by: only a constant sequence is merely centred (PLAID's quietest
+sequences have 10^-6 of the training range's spread, and their shape is what tells them apart)."""
+
+
+def sequence_stats(x: np.ndarray, spec: Spec) -> np.ndarray:
+    """``(4 V + 1,)`` one sequence's level, scale, range and length: per numeric value column
+    (``V``, the first columns of ``x`` (T, F) from :func:`feature_arrays`) its mean, log
+    standard deviation, and the minimum and maximum of its z-normalised values; then the log
+    of its length.
+
+    >>> s = Spec("classify", ["y"], ["a"], [], {}, [], {"a": 0.0}, {"a": 1.0})
+    >>> sequence_stats(np.array([[1.0], [3.0]]), s).round(3).tolist()
+    [2.0, 0.0, -1.0, 1.0, 0.693]
+    """
+    v = len(spec.past) + len(spec.known)
+    mean = x[:, :v].mean(0)  # (V,)
+    sd = np.maximum(x[:, :v].std(0), SCALE_FLOOR)
+    z = (x[:, :v] - mean) / sd  # (T, V)
+    return np.concatenate([mean, np.log(sd), z.min(0), z.max(0), [np.log(len(x))]])
+
+
+def sequence_inputs(
+    x: np.ndarray, spec: Spec, patch: int, norm: dict[str, list[float]] | None
+) -> np.ndarray:
+    """One sequence's classify inputs ``x`` (T, F) (:func:`feature_arrays`) -> the model's rows.
+
+    With ``norm`` (``{"mean": ..., "sd": ...}``: the spread of :func:`sequence_stats` over the
+    training sequences), each row holds: the ``V`` numeric value columns z-normalised over the
+    sequence itself (the per-sequence normalisation of the UCR archive, Dau et al., 2019, "The
+    UCR time series archive"), the other columns of ``x`` (indicators, one-hot), the value
+    columns as they are (scaled by the training range), then, after :func:`patches` of
+    ``patch`` steps, the sequence's :func:`sequence_stats` standardised by ``norm`` as constant
+    columns: ``(ceil(T / patch), patch * (F + V) + 4 V + 1)``. So the shape of a quiet sequence
+    is as visible as that of a loud one, and its amplitude is still an input (PLAID's appliance
+    currents span six orders of magnitude). ``norm=None``: the patches of ``x`` as it is (runs
+    before it).
+
+    >>> s = Spec("classify", ["y"], ["a"], [], {}, [], {"a": 0.0}, {"a": 1.0})
+    >>> norm = {"mean": [0.0] * 5, "sd": [1.0] * 5}
+    >>> sequence_inputs(np.array([[1.0], [3.0]]), s, 1, norm).round(3).tolist()
+    [[-1.0, 1.0, 2.0, 0.0, -1.0, 1.0, 0.693], [1.0, 3.0, 2.0, 0.0, -1.0, 1.0, 0.693]]
+    """
+    if norm is None:
+        return patches(x, patch)
+    v = len(spec.past) + len(spec.known)
+    st = sequence_stats(x, spec)
+    z = (x[:, :v] - st[:v]) / np.exp(st[v : 2 * v])  # (T, V)
+    rows = patches(np.concatenate([z, x[:, v:], x[:, :v]], 1), patch)  # (T / p, p (F + V))
+    scaled = (st - np.asarray(norm["mean"])) / np.asarray(norm["sd"])
+    return np.concatenate([rows, np.repeat(scaled[None], len(rows), 0)], 1)
 
 
 def target_levels(df: pd.DataFrame, spec: Spec) -> np.ndarray:
