@@ -11,20 +11,20 @@ early stopping saw it) are scored with every candidate
 
     ``w * model + (1 - w) * base``,  ``w`` in ``WEIGHTS``,  ``base``: naive or seasonal naive,
 
-by MASE (each sequence's errors divided by its own in-sample seasonal-naive MAE, pooled). Only
-where the model alone loses there to the better of the naive and the seasonal naive forecast,
-the candidate combining the model with THAT forecast with the largest model weight among those
-within ``MARGIN`` of the best score (a combination rather than the simple forecast alone where
-both are) is used, and only where it beats the model alone significantly (:func:`dm_pvalue`: a
-one-sided Diebold-Mariano test of the absolute errors at level ``ALPHA``), for every one-step
-prediction of the run from then on: ``tbptt predict``, ``tbptt.load(RUN).predict`` and the report. (A model that beats
-both is kept even where a combination scores better on validation: on the tuning series
+by MASE (each sequence's errors divided by its own in-sample seasonal-naive MAE, pooled). Only where
+the model alone loses there to the better of the naive and the seasonal naive forecast, the
+candidate combining the model with THAT forecast with the largest model weight among those within
+``MARGIN`` of the best score (a combination rather than the simple forecast alone where both are) is
+used, and only where it beats the model alone significantly (:func:`dm_pvalue`: a one-sided
+Diebold-Mariano test of the absolute errors at level ``ALPHA``), for every one-step prediction of
+the run from then on: ``tbptt predict``, ``tbptt.load(RUN).predict`` and the report. (A model that
+beats both is kept even where a combination scores better on validation: on the tuning series
 elec_equip, whose validation part holds the 2008 crash, a 50/50 blend with naive was 17% better
-there and three times worse on the test part. A validation part of a few dozen steps is
-noisy: without the test, on the held-out series wineind one seed's model lost to the seasonal
-naive forecast there by 3% and was combined with the naive one, which took its test MASE from
-about 1.0 to 1.23.) The choice is saved in the run folder (``one_step_guard.json``, also in
-``summary.json``) and said in the report's verdict.
+there and three times worse on the test part. A validation part of a few dozen steps is noisy:
+without the test, on the held-out series wineind one seed's model lost to the seasonal naive
+forecast there by 3% and was combined with the naive one, which took its test MASE from about 1.0 to
+1.23.) The choice is saved in the run folder (``one_step_guard.json``, also in ``summary.json``) and
+said in the report's verdict.
 
 Horizon forecasts are not changed here (``horizon.py`` has their own guard); they run from the
 model's own state and outputs.
