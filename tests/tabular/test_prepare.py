@@ -46,6 +46,40 @@ def test_unsorted_gaps_one_row_per_id_and_duplicates():
     assert "sorted" in dates.notes and dates.step is not None
 
 
+def test_calendar_steps_and_date_formats_are_read_as_people_write_them():
+    monthly = pd.date_range("2020-01-01", periods=30, freq="MS").strftime("%Y-%m-%d")
+    p = make_panel(pd.DataFrame({"t": monthly, "y": 0.0}), id_col=None, time_col="t")
+    assert p.notes.endswith("step 1 month") and p.step == pd.Timedelta(days=31)  # no "gaps"
+    quarters = make_panel(
+        pd.DataFrame({"t": ["2000Q1", "2000Q2", "2000Q3", "2000Q4", "2001Q1"], "y": 0.0}),
+        id_col=None,
+        time_col="t",
+    )
+    assert quarters.notes.endswith("step 1 quarter")
+    dmy = pd.date_range("2020-01-01", periods=40, freq="D").strftime("%d/%m/%Y")
+    p = make_panel(pd.DataFrame({"t": dmy, "y": 0.0}), id_col=None, time_col="t")
+    assert p.frame["t"].dt.day.tolist() == list(range(1, 32)) + list(range(1, 10))
+    assert p.notes.endswith("step 1 day")  # day first throughout: no gaps, no sorting
+    ambiguous = make_panel(
+        pd.DataFrame({"t": ["01/02/2020", "01/03/2020", "01/04/2020"], "y": 0.0}),
+        id_col=None,
+        time_col="t",
+    )
+    assert "dates like 01/02/2020 read month first (2 Jan 2020); day first would fit too" in (
+        ambiguous.notes
+    )
+
+
+def test_a_csv_separated_by_semicolons_with_decimal_commas(tmp_path):
+    from tbptt.tabular.io import read_table
+
+    df = pd.DataFrame({"t": ["2020-01-01", "2020-01-02"], "y": [1.5, -2.25], "s": ["a", "b"]})
+    (tmp_path / "eu.csv").write_text("t;y;s\n2020-01-01;1,5;a\n2020-01-02;-2,25;b\n")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "eu.csv"), df, check_dtype=False)
+    (tmp_path / "pipe.csv").write_text("t|y|s\n2020-01-01|1.5|a\n2020-01-02|-2.25|b\n")
+    pd.testing.assert_frame_equal(read_table(tmp_path / "pipe.csv"), df, check_dtype=False)
+
+
 def test_missing_targets_are_masked_and_missing_inputs_get_an_indicator(tmp_path):
     y = np.sin(np.arange(30) / 3.0)
     y[[5, 6]] = np.nan

@@ -1,10 +1,11 @@
 """Reading a data file into a long-format table: CSV / Parquet (pandas, pyarrow) or arrays.
 
-CSV and TSV files may be compressed (``.csv.gz``, ``.tsv.zip``, ...). Arrays are turned into the
-same long format as tables, so everything after this module sees one kind of input: ``.npy``
-``(T, F)`` is one sequence (columns ``"0"`` .. ``"F-1"``), ``(N, T, F)`` is N sequences of T
-steps (an ``"id"`` and a ``"t"`` column are added); an ``.npz`` file holds one such array (or
-``x``: ``(N, T, F)`` and ``y``: ``(N,)`` labels, which become column ``"y"``).
+CSV and TSV files may be compressed (``.csv.gz``, ``.tsv.zip``, ...), and a CSV separated by ``;``
+(or a tab, or ``|``; with decimal commas or points) is read as such. Arrays are turned into the same
+long format as tables, so everything after this module sees one kind of input: ``.npy`` ``(T, F)``
+is one sequence (columns ``"0"`` .. ``"F-1"``), ``(N, T, F)`` is N sequences of T steps (an ``"id"``
+and a ``"t"`` column are added); an ``.npz`` file holds one such array (or ``x``: ``(N, T, F)`` and
+``y``: ``(N,)`` labels, which become column ``"y"``).
 
 >>> import numpy as np, tempfile, os
 >>> path = os.path.join(tempfile.mkdtemp(), "a.npy")
@@ -57,6 +58,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
             df = pd.read_parquet(p)
         else:
             df = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
+            sep = _other_separator(df)
+            if sep is not None:  # one column named "a;b;c": a file separated by ";"
+                df = pd.read_csv(p, sep=sep)
+                if _decimal_commas(df):  # and "1,5" for 1.5, as such files often have
+                    df = pd.read_csv(p, sep=sep, decimal=",")
     except (ValueError, OSError, ImportError, pd.errors.ParserError, EOFError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"--data {str(path)!r} could not be read: {first}") from e
@@ -64,6 +70,30 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"--data {str(path)!r} has a header but no rows. Give a file with rows.")
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+def _other_separator(df: pd.DataFrame) -> str | None:
+    """The separator of a table read as one column whose name holds ``;``, a tab or ``|``
+    (European CSV files use ``;``); ``None`` where the table looks read right.
+
+    >>> _other_separator(pd.DataFrame({"date;y": ["2020-01-01;3"]}))
+    ';'
+    """
+    if len(df.columns) != 1:
+        return None
+    name = str(df.columns[0])
+    return next((sep for sep in (";", "\t", "|") if sep in name), None)
+
+
+def _decimal_commas(df: pd.DataFrame) -> bool:
+    """Whether a text column of ``df`` holds numbers written with a decimal comma (``-1,5``).
+
+    >>> _decimal_commas(pd.DataFrame({"y": ["1,5", "-2,25"], "id": ["a", "b"]}))
+    True
+    """
+    text = [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    pattern = r"^-?\d+,\d+$"
+    return any(df[c].dropna().astype(str).str.match(pattern).all() for c in text)
 
 
 def _kind(p: Path) -> str:

@@ -18,6 +18,7 @@ gaps (kept as they are: the step before and after a gap is not filled in) and du
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +52,13 @@ class Panel:
         return self.frame[self.time_col].to_numpy()[self.rows(i)]
 
 
-def _time_values(col: pd.Series, name: str) -> pd.Series:
+def _time_values(col: pd.Series, name: str, notes: list[str]) -> pd.Series:
     """Numbers stay numbers; anything else must parse as dates."""
     if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
         out = col
     else:
         try:
-            out = pd.to_datetime(col, format="mixed")
+            out = _parse_dates(col, notes)
         except (ValueError, TypeError) as e:
             bad = pd.to_datetime(col, format="mixed", errors="coerce").isna() & col.notna()
             row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
@@ -74,6 +75,44 @@ def _time_values(col: pd.Series, name: str) -> pd.Series:
     return out
 
 
+def _parse_dates(col: pd.Series, notes: list[str]) -> pd.Series:
+    """Text as dates, one reading for the whole column: ISO 8601 (``2020-01-31``) as it is;
+    else one format inferred from the first value, month first (``01/02/2020`` is 2 January,
+    pandas' default) or day first, whichever parses every row; where both do and disagree,
+    month first, and ``notes`` says so; else each value on its own. Never a column read partly
+    day first and partly month first.
+
+    >>> _parse_dates(pd.Series(["12/01/2020", "13/01/2020", "14/01/2020"]), []).dt.day.tolist()
+    [12, 13, 14]
+    >>> notes = []
+    >>> _parse_dates(pd.Series(["01/02/2020", "01/03/2020"]), notes).dt.month.tolist()
+    [1, 1]
+    >>> notes[0][:45]
+    'dates like 01/02/2020 read month first (2 Jan'
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pandas' "could not infer format"
+        try:
+            return pd.to_datetime(col, format="ISO8601")
+        except (ValueError, TypeError):
+            pass
+        read = {}
+        for dayfirst in (False, True):
+            try:
+                read[dayfirst] = pd.to_datetime(col, dayfirst=dayfirst)
+            except (ValueError, TypeError):
+                continue
+        if len(read) == 2 and not read[False].equals(read[True]):
+            first = read[False].iloc[0]
+            notes.append(
+                f"dates like {col.iloc[0]} read month first ({first.day} {first:%b} "
+                f"{first.year}); day first would fit too: give ISO dates (YYYY-MM-DD) to be sure"
+            )
+        if read:
+            return read[False] if False in read else read[True]
+        return pd.to_datetime(col, format="mixed")
+
+
 def make_panel(df: pd.DataFrame, *, id_col: str | None, time_col: str | None) -> Panel:
     """Group ``df`` by ``id_col`` (first appearance order) and sort by ``time_col`` within ids."""
     for flag, col in (("--id", id_col), ("--time", time_col)):
@@ -82,7 +121,7 @@ def make_panel(df: pd.DataFrame, *, id_col: str | None, time_col: str | None) ->
     df = df.copy()
     notes: list[str] = []
     if time_col is not None:
-        df[time_col] = _time_values(df[time_col], time_col)
+        df[time_col] = _time_values(df[time_col], time_col, notes)
     if id_col is not None:
         if df[id_col].isna().any():
             raise ValueError(
@@ -157,7 +196,8 @@ def _check_times(
         )
     values, counts = np.unique(diffs, return_counts=True)
     step = values[int(np.argmax(counts))]
-    gaps = diffs > step
+    shortest, longest = _regular(step)
+    gaps = diffs > longest
     if gaps.any():
         where = np.flatnonzero(same_id)[np.flatnonzero(gaps)[0]]
         n_ids = len(set(codes[np.flatnonzero(same_id)[gaps]].tolist()))
@@ -166,7 +206,7 @@ def _check_times(
             f"{int(gaps.sum())} gaps in {n_ids} id(s) (first: {who}after {t.iloc[where]!s}); "
             "kept as they are, not filled"
         )
-    irregular = (diffs < step).sum()
+    irregular = (diffs < shortest).sum()
     if irregular:
         notes.append(f"{int(irregular)} steps shorter than {_fmt_step(step)}")
     return (
@@ -178,12 +218,43 @@ def _check_times(
     )
 
 
+_CALENDAR_DAYS = ((28, 31), (89, 92), (181, 184), (365, 366))
+"""Months, quarters, half-years and years: the lengths in days one calendar step can have."""
+
+
+def _regular(step: Any) -> tuple[Any, Any]:
+    """The shortest and longest difference that count as one ``step`` (the most common one):
+    the step itself, or for a step of calendar months, quarters or years every length such a
+    step can have (a month of 31 days is the common step of monthly dates; 28 is no gap).
+
+    >>> [str(d) for d in _regular(np.timedelta64(31, "D"))]
+    ['28 days', '31 days']
+    >>> _regular(2.0)
+    (2.0, 2.0)
+    """
+    if isinstance(step, np.timedelta64):
+        days = step / np.timedelta64(1, "D")
+        for lo, hi in _CALENDAR_DAYS:
+            if lo <= days <= hi:
+                return np.timedelta64(lo, "D"), np.timedelta64(hi, "D")
+    return step, step
+
+
 def _fmt_step(step: Any) -> str:
     if step is None:
         return "unknown"
+    if isinstance(step, np.timedelta64):
+        step = pd.Timedelta(step)
+    if isinstance(step, pd.Timedelta):
+        names = ("month", "quarter", "half-year", "year")
+        for name, (lo, hi) in zip(names, _CALENDAR_DAYS):
+            if lo <= step.days <= hi:
+                return f"1 {name}"
     if isinstance(step, pd.Timedelta):
         return (
-            str(step).replace("0 days ", "") if step < pd.Timedelta(days=1) else f"{step.days} days"
+            str(step).replace("0 days ", "")
+            if step < pd.Timedelta(days=1)
+            else f"{step.days} day{'s' if step.days > 1 else ''}"
         )
     return f"{step:g}" if isinstance(step, float) else str(step)
 
