@@ -136,6 +136,12 @@ def test_free_text_is_left_out_of_the_default_inputs_and_said(tmp_path, capsys):
     assert "left out of the inputs: 'note' (text with more than 50" in printed.out + printed.err
     spec = tbptt.load(run).extra["spec"]
     assert spec["cats"] == {"c": ["a", "b", "c"]} and "note" not in spec["past"]
+    df["d"] = pd.date_range("2020-01-01", periods=80, freq="D").strftime("%Y-%m-%d")
+    df.to_csv(tmp_path / "g.csv", index=False)
+    run = train(tmp_path, "--data", str(tmp_path / "g.csv"), "--target", "y", name="g")
+    printed = capsys.readouterr()
+    assert "left out of the inputs: 'd' (dates; give --time d to order" in printed.out + printed.err
+    assert "d" not in tbptt.load(run).extra["spec"]["cats"]
 
 
 def test_npy_one_series_and_npz_panel(tmp_path):
@@ -164,6 +170,8 @@ def test_npy_one_series_and_npz_panel(tmp_path):
         ("y,x\n5,2\n5,4\n,1\n", ["--target", "y"], "--target 'y' is 5.0 in every row"),
         ("i,y\n1,a\n1,a\n2,a\n", ["--target", "y", "--id", "i"], "'a' in every row"),
         ("t,y\n2020-01-01,1\n3,2\n", ["--target", "y", "--time", "t"], "'3' (data row 1) is"),
+        ("s,y\na,1\nb,2\n", ["--target", "s", "--id", "s"], "--id 's' is also the --target"),
+        ("t,y\n1,1\n2,2\n", ["--target", "y,y"], "--target names 'y' twice"),
         (
             "i,y\n" + "".join(f"{i},{'' if i in (2, 5) else 'ab'[i % 2]}\n" for i in range(20)),
             ["--target", "y", "--id", "i", "--task", "classify"],

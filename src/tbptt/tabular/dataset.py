@@ -80,6 +80,7 @@ class DataSet:
         self.targets = split_columns(cfg.target, "--target", cols)
         id_col = split_columns(cfg.id, "--id", cols)
         time_col = split_columns(cfg.time, "--time", cols)
+        _check_roles({"--target": self.targets, "--id": id_col, "--time": time_col})
         self.panel: Panel = make_panel(
             df,
             id_col=id_col[0] if id_col else None,
@@ -115,14 +116,22 @@ class DataSet:
             )
 
     def _default_features(self, df: pd.DataFrame, columns: list[str]) -> list[str]:
-        """Every column but the target, id and time, less text with more distinct values than
-        one-hot encoding can use (free text, row keys): left out, and said in the notes."""
+        """Every column but the target, id and time, less dates (not given as --time) and text
+        with more distinct values than one-hot encoding can use (free text, row keys): left
+        out, and said in the notes."""
         text = [c for c in columns if not pd.api.types.is_numeric_dtype(df[c])]
-        many = [c for c in text if not pd.api.types.is_bool_dtype(df[c])]
-        many = [c for c in many if df[c].nunique() > MAX_CATEGORIES]
-        if many:
+        text = [c for c in text if not pd.api.types.is_bool_dtype(df[c])]
+        dates = [c for c in text if _looks_like_dates(df[c])]
+        many = dates + [c for c in text if c not in dates and df[c].nunique() > MAX_CATEGORIES]
+        if dates:
             self.panel.notes += (
-                f"; left out of the inputs: {', '.join(map(repr, many))} (text with more than "
+                f"; left out of the inputs: {', '.join(map(repr, dates))} (dates; give --time "
+                f"{dates[0]} to order the rows by it and label the forecasts)"
+            )
+        words = [c for c in many if c not in dates]
+        if words:
+            self.panel.notes += (
+                f"; left out of the inputs: {', '.join(map(repr, words))} (text with more than "
                 f"{MAX_CATEGORIES} distinct values; map to numbers and name in --features to use)"
             )
         return [c for c in columns if c not in many]
@@ -144,6 +153,44 @@ class DataSet:
             not pd.api.types.is_float_dtype(col) or (col.dropna() % 1 == 0).all()
         )
         return "classify" if not pd.api.types.is_numeric_dtype(col) or few else "regress"
+
+
+def _check_roles(roles: dict[str, list[str]]) -> None:
+    """Refuse a column named twice: in one flag, or as two of target, id and time.
+
+    >>> _check_roles({"--target": ["y"], "--id": ["y"], "--time": []})
+    Traceback (most recent call last):
+    ...
+    ValueError: --id 'y' is also the --target column; each column has one role.
+    """
+    seen: dict[str, str] = {}
+    for flag, columns in roles.items():
+        for col in columns:
+            if col in seen:
+                twice = f"names {col!r} twice" if seen[col] == flag else ""
+                raise ValueError(
+                    f"{flag} {twice or f'{col!r} is also the {seen[col]} column'}; each column "
+                    "has one role."
+                )
+            seen[col] = flag
+
+
+def _looks_like_dates(col: pd.Series) -> bool:
+    """Whether the first values of a text column all read as dates with a year in digits (not
+    a category such as ``"Mon"`` or ``"March"``, which dateutil would also read).
+
+    >>> [_looks_like_dates(pd.Series(v)) for v in (["2020-01-01", "2021Q3"], ["March", "Mon"])]
+    [True, False]
+    """
+    import warnings
+
+    head = col.dropna().astype(str).head(20)
+    if not head.str.count(r"\d").ge(4).all():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas' format inference and deprecation notes
+        parsed = pd.to_datetime(head, errors="coerce", format="mixed")
+    return len(head) > 0 and bool(parsed.notna().all())
 
 
 def check_target_varies(col: pd.Series, name: str) -> None:

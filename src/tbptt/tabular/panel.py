@@ -90,8 +90,13 @@ def _parse_dates(col: pd.Series, notes: list[str]) -> pd.Series:
     >>> notes[0][:45]
     'dates like 01/02/2020 read month first (2 Jan'
     """
+    text = col.astype(str).str.strip()
+    if text.str.fullmatch(r"\d{4}-?Q[1-4]").all():  # quarters, 2024Q1: the quarter's start
+        return pd.Series(
+            pd.PeriodIndex(text.str.replace("-", ""), freq="Q").to_timestamp(), index=col.index
+        )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # pandas' "could not infer format"
+        warnings.simplefilter("ignore")  # pandas' "could not infer format" and deprecations
         try:
             return pd.to_datetime(col, format="ISO8601")
         except (ValueError, TypeError):
