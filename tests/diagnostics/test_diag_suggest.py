@@ -77,3 +77,18 @@ def test_errors(tmp_path):
         ValueError, match=r"line 3 of .*, column -1, holds 'x y', not a finite number"
     ):
         load_series(bad)
+
+
+def test_table_files_are_read_like_train_data(tmp_path):
+    import pandas as pd
+
+    y = np.sin(np.arange(120) * 2 * np.pi / 12) + 0.01 * np.arange(120)
+    df = pd.DataFrame({"t": np.arange(120), "y": y, "s": "a"})
+    df.to_parquet(tmp_path / "a.parquet")
+    df.to_csv(tmp_path / "a.csv.gz", index=False)
+    df.to_csv(tmp_path / "eu.csv", sep=";", decimal=",", index=False)
+    np.save(tmp_path / "a.npy", y)
+    for name, column in (("a.parquet", "y"), ("a.csv.gz", "y"), ("eu.csv", "y"), ("a.npy", 0)):
+        np.testing.assert_allclose(load_series(tmp_path / name, column=column), y)
+    with pytest.raises(ValueError, match="column 's', holds 'a', not a finite number"):
+        load_series(tmp_path / "a.parquet", column="s")

@@ -142,7 +142,9 @@ def suggest_parser(subparsers: Any) -> argparse.ArgumentParser:
         "last significant PACF lag and the dominant periods. Built-in series: "
         + "; ".join(f"{k}: {v}" for k, v in BUILTIN_SERIES.items()),
     )
-    p.add_argument("data", metavar="DATA", help="a CSV/text file of numbers, or a built-in name")
+    p.add_argument(
+        "data", metavar="DATA", help="a CSV/text, Parquet or .npy file, or a built-in name"
+    )
     p.add_argument("--column", help="CSV column (index or header name); default the last")
     p.add_argument("--max-lag", type=_positive, help="longest lag considered (default n/2 - 1)")
     p.add_argument("--alpha", type=_probability, default=0.05, help="1 - confidence of the bands")

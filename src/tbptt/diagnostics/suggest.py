@@ -286,10 +286,11 @@ def _as_1d(series: Any) -> np.ndarray:
 
 
 def load_series(source: str | Path, *, column: int | str | None = None) -> np.ndarray:
-    """A built-in series by name (see ``BUILTIN_SERIES``) or numbers from a CSV/text file.
+    """A built-in series by name (see ``BUILTIN_SERIES``) or numbers from a file.
 
     A file may hold one number per line, or CSV columns (a header row is skipped; ``column``
-    picks a column by index or header name, default the last numeric column).
+    picks a column by index or header name, default the last numeric column); Parquet, NumPy,
+    compressed and ``;``-separated files are read as ``tbptt train --data`` reads them.
     """
     name = str(source)
     if name == "sunspots" or name == "taylor":
@@ -312,6 +313,8 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
             f"DATA {name!r} is neither a file nor a built-in series; give a CSV/text file of "
             f"numbers or one of: {', '.join(BUILTIN_SERIES)}."
         )
+    if _is_table_file(path):
+        return _table_column(path, column, name)
     from tbptt.datasets import read_utf8
 
     rows = list(csv.reader(io.StringIO(read_utf8(path, f"DATA {name!r}"))))
@@ -343,6 +346,45 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
             )
         values.append(value)
     return np.asarray(values)
+
+
+def _is_table_file(path: Path) -> bool:
+    """Parquet, NumPy, compressed or ``;``-separated files: read as ``tbptt train --data``
+    reads them (pandas, pyarrow); plain CSV and text files by the strict reader below."""
+    from tbptt.tabular.io import _COMPRESSED
+
+    suffixes = [x.lower() for x in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in (".parquet", ".pq", ".npy", ".npz", *_COMPRESSED):
+        return True
+    with open(path, "rb") as f:
+        first = f.readline(4096)
+    return b";" in first and b"," not in first
+
+
+def _table_column(path: Path, column: int | str | None, name: str) -> np.ndarray:
+    """One column of a table file (``--data``'s reader), checked like the text path."""
+    from tbptt.tabular.io import read_table
+
+    df = read_table(path)
+    header = [str(c) for c in df.columns]
+    col = _column_index(column, header, len(header), name)
+    label = header[col]
+    values = _as_floats(df.iloc[:, col])
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):
+        raise ValueError(
+            f"row {bad[0]} of {name!r}, column {label!r}, holds {df.iloc[bad[0], col]!r}, not "
+            "a finite number. Fill or cut the gaps first (e.g. pandas Series.interpolate()), "
+            "or pick another column with column=... (--column)."
+        )
+    return values
+
+
+def _as_floats(col: Any) -> np.ndarray:
+    """A column as float64, NaN where a cell is not a number."""
+    import pandas as pd
+
+    return np.asarray(pd.to_numeric(col, errors="coerce"), dtype=np.float64)
 
 
 def _column_index(column: int | str | None, header: list[str] | None, width: int, name: str) -> int:
