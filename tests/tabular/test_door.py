@@ -206,3 +206,18 @@ def test_two_targets_with_a_past_covariate_forecast_jointly(tmp_path):
     )
     with pytest.raises(ValueError, match="generate\\(\\) needs a text run"):
         model.generate("x")
+
+
+def test_a_resume_refuses_a_data_file_that_changed(tmp_path, capsys):
+    data = panel_csv(tmp_path / "my.csv")
+    run = train(tmp_path, "--data", str(data), "--target", "y", "--id", "store", "--time", "date")
+    assert main(["train", "--resume", str(run), "--updates", "16", "--progress", "off"]) == 0
+    df = pd.read_csv(data)
+    df.loc[0, "y"] += 1.0
+    df.to_csv(data, index=False)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--updates", "20", "--progress", "off"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tbptt: error: --data {str(data)!r} has changed since run") and (
+        err.count("\n") == 1 and "resuming would mix two data sets" in err
+    )

@@ -31,6 +31,7 @@ from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
 from tbptt.tabular.dataset import load_data, patch_size
 from tbptt.tabular.horizon import attach_direct, direct_spread, horizon_mse
+from tbptt.tabular.io import file_digest
 from tbptt.tabular.model import (
     ClassifyMetrics,
     Ensemble,
@@ -448,6 +449,7 @@ def build_data_job(cfg: Any) -> Any:
         "notes": p.notes,
         "data": str(cfg.data),
         "streamed": ds.streamed is not None,
+        "data_digest": file_digest(cfg.data),  # a resume refuses a changed file
         **parts.split,
         **parts.extra,
     }

@@ -330,6 +330,8 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
     from tbptt.train.run import RunFolder
 
     job = build_job(cfg)
+    if ckpt is not None:
+        _check_same_data(job, ckpt, cfg)
     rule, rule_engine_options = build_rule(cfg)
     vocab = set(job.extra.get("vocab", ""))
     if cfg.task == "text" and cfg.prompt != "\n" and not set(cfg.prompt) <= vocab:
@@ -353,6 +355,21 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
             run.discard()
         raise
     return job, trainer, run
+
+
+def _check_same_data(job: Any, ckpt: Path, cfg: Any) -> None:
+    """A resumed ``--data`` run trains on the file it started with: a changed file (another
+    digest than the checkpoint's) is refused, as resuming would mix two data sets."""
+    from tbptt.train.checkpoint import CheckpointError, load_checkpoint
+
+    now = job.extra.get("data_digest")
+    saved = (load_checkpoint(ckpt).get("extra") or {}).get("data_digest")
+    if now is not None and saved is not None and now != saved:
+        raise CheckpointError(
+            f"--data {cfg.data!r} has changed since run {str(_run_dir_of_checkpoint(ckpt))!r} started (its "
+            "bytes differ from the file it trained on); resuming would mix two data sets. "
+            "Restore that file, or start a new run (another --name) on the new one."
+        )
 
 
 def warn_long_k1(cfg: Any, job: Any, k1s: list[int], flag: str) -> None:
