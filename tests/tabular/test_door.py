@@ -221,3 +221,8 @@ def test_a_resume_refuses_a_data_file_that_changed(tmp_path, capsys):
     assert err.startswith(f"tbptt: error: --data {str(data)!r} has changed since run") and (
         err.count("\n") == 1 and "resuming would mix two data sets" in err
     )
+    assert main(["predict", str(run), "--out", str(tmp_path / "p.csv")]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"WARNING: {str(data)!r} has changed since the run trained on it; these are not the "
+        "run's validation scores."
+    )

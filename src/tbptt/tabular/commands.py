@@ -13,6 +13,7 @@ import numpy as np
 from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.file_scores import FileScores
 from tbptt.tabular.guard import OneStepGuard, fit_guard
+from tbptt.tabular.io import file_digest
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.report import evaluate_run, write_outputs
 from tbptt.tabular.streamed import panel_blocks
@@ -96,6 +97,10 @@ def predict_run(
         partial.unlink(missing_ok=True)
     scores = other.result() if other is not None else scores
     lines = [scores["verdict"]]
+    saved = extra.get("data_digest")
+    if own and saved is not None and file_digest(resolve_data(cfg.data)) != saved:
+        warning = f"WARNING: {cfg.data!r} has changed since the run trained on it; "
+        lines.insert(0, warning + "these are not the run's validation scores.")
     if h and ids == 1 and len(pred.spec.targets) == 1:
         values = frame.loc[frame["kind"] == "forecast", "yhat"]
         lines.append(f"forecast ({h} steps): " + " ".join(f"{v:.4g}" for v in values))
