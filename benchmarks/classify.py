@@ -4,8 +4,11 @@
     python benchmarks/classify.py                          # 4 sets, seed 0
     python benchmarks/classify.py --sets ArrowHead --seeds 0,1,2 --refresh tbptt
     python benchmarks/classify.py --sets ArrowHead --methods tbptt-m3 --flags "--members 3" --cv 4
+    python benchmarks/classify.py --sets ArrowHead --methods tbptt-v5 --vote 5 --cv 4
 
-``--cv K`` scores tbptt (or a variant) by stratified K-fold cross-validation of the *training*
+``--vote K`` predicts each test (or held-out) sequence from K windows of ``--vote-crop`` of its
+steps, averaging their class probabilities (window voting, Le Guennec et al., 2016); name such a
+method apart (``tbptt-LABEL``), as its cache is kept by the label. ``--cv K`` scores tbptt (or a variant) by stratified K-fold cross-validation of the *training*
 split only, to choose between variants without reading the test split (a run's own validation
 split holds 12 to 20 sequences on the smaller sets: too few to choose on).
 
@@ -123,6 +126,34 @@ def run_majority(name: str) -> dict[str, Any]:
     return {**scores(yte, np.full(len(yte), labels[counts.argmax()])), "seconds": 0.0}
 
 
+VOTE: tuple[int, float] = (1, 1.0)
+"""``--vote K --vote-crop R``: predict each test sequence from K windows of R of its steps."""
+
+
+def windows(x: pd.DataFrame, k: int, r: float) -> pd.DataFrame:
+    """Each sequence of ``x`` as ``k`` windows of ``ceil(r T)`` of its ``T`` steps at evenly
+    spaced starts (the first at 0, the last at the end), numbered ``k i + j`` (window voting,
+    Le Guennec, Malinowski & Tavenard, 2016, "Data augmentation for time series classification
+    using convolutional neural networks")."""
+    parts = []
+    for i, g in x.groupby(level=0, sort=False):
+        n = len(g)
+        keep = max(1, int(np.ceil(round(r * n, 6))))
+        for j, start in enumerate(np.linspace(0, n - keep, k).round().astype(int)):
+            w = g.iloc[start : start + keep]
+            parts.append(w.set_axis(pd.MultiIndex.from_arrays(
+                [np.full(keep, k * int(i) + j), w.index.get_level_values(1)]
+            )))  # fmt: skip
+    return pd.concat(parts)
+
+
+def _voted(pred: pd.DataFrame, k: int) -> dict[Any, str]:
+    """The label of each sequence from its ``k`` windows' mean class probabilities."""
+    probs = pred.filter(like="p_")
+    mean = probs.groupby(pred["id"].to_numpy() // k).mean()
+    return dict(zip(mean.index, mean.idxmax(axis=1).str[2:]))
+
+
 def _fit_predict(
     work: Path,
     seed: int,
@@ -136,7 +167,8 @@ def _fit_predict(
     work.mkdir(parents=True, exist_ok=True)
     train_csv, test_csv = work / f"train{tag}.csv", work / f"test{tag}.csv"
     long_table(*train).to_csv(train_csv, index=False)
-    long_table(test, None).to_csv(test_csv, index=False)
+    k, r = VOTE
+    long_table(windows(test, k, r) if k > 1 else test, None).to_csv(test_csv, index=False)
     runs, run_name, log = work / "runs", f"s{seed}{tag}", work / f"s{seed}{tag}.log"
     shutil.rmtree(runs / run_name, ignore_errors=True)
     log.unlink(missing_ok=True)
@@ -152,7 +184,7 @@ def _fit_predict(
     )
     pred = pd.read_csv(out)
     order = long_table(test, None)["id"].unique()
-    by_id = dict(zip(pred["id"], pred["yhat"].astype(str)))
+    by_id = _voted(pred, k) if k > 1 else dict(zip(pred["id"], pred["yhat"].astype(str)))
     if len(by_id) != len(order):
         raise ValueError(f"{out}: {len(by_id)} predictions for {len(order)} test sequences.")
     return np.array([by_id[i] for i in order]), val, seconds
@@ -284,7 +316,17 @@ def main(argv: list[str] | None = None) -> int:
         help="K: score tbptt by stratified K-fold cross-validation on the training split only "
         "(to choose between variants; the test split is not read)",
     )
+    p.add_argument(
+        "--vote",
+        type=int,
+        default=1,
+        help="K: predict each test (or held-out) sequence from K windows of --vote-crop of its "
+        "steps, their class probabilities averaged (for tbptt-LABEL methods)",
+    )
+    p.add_argument("--vote-crop", type=float, default=0.9, help="R: each window's fraction")
     args = p.parse_args(argv)
+    global VOTE
+    VOTE = (args.vote, args.vote_crop)
     refresh = set(args.refresh.split(",")) - {""}
     seeds = [int(s) for s in args.seeds.split(",")]
     rows: dict[str, dict[str, list[dict[str, float]]]] = {}
