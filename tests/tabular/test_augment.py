@@ -53,29 +53,6 @@ def test_augmentation_is_fresh_each_epoch_and_the_same_when_replayed():
     torch.testing.assert_close(_inputs(none, 0), torch.cat(xs))  # off: the data as it is
 
 
-def test_a_resumed_classify_run_sees_the_same_augmented_data(tmp_path):
-    import json
-
-    import pandas as pd
-
-    from tbptt.cli import main
-
-    rng = np.random.default_rng(0)
-    rows = [
-        (i, t, float(np.sin(t / (3 + 3 * (i % 2))) + 0.3 * rng.normal()), "ab"[i % 2])
-        for i in range(16)
-        for t in range(80)
-    ]
-    path = tmp_path / "c.csv"
-    pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
-    runs = tmp_path / "runs"
-    args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
-    args += ["--progress", "off", "--tensorboard", "off", "--runs-dir", str(runs)]
-    args += ["--eval-every", "4", "--checkpoint-every", "4", "--schedule", "constant"]
-    assert main(["train", *args, "--updates", "12", "--name", "full"]) == 0
-    assert main(["train", *args, "--updates", "8", "--name", "part"]) == 0
-    off = ["--progress", "off", "--tensorboard", "off"]
-    assert main(["train", "--resume", str(runs / "part"), "--updates", "12", *off]) == 0
-    full, part = (json.loads((runs / n / "summary.json").read_text()) for n in ("full", "part"))
-    assert part["result"]["updates"] == 12
-    assert part["val"]["loss"] == full["val"]["loss"]  # the same data, epoch by epoch
+def test_a_resumed_classify_run_sees_the_same_augmented_data(resumed_classify):
+    got = resumed_classify()
+    assert got["part"]["val"]["loss"] == got["full"]["val"]["loss"]  # the same data, each epoch

@@ -69,7 +69,9 @@ def test_the_windows_are_seeded_by_seed_and_epoch():
         np.testing.assert_array_equal(x[: len(want), :P].numpy(), want)
 
 
-def test_a_cropped_run_resumes_bit_for_bit_and_predict_sees_whole_sequences(tmp_path, monkeypatch):
+def test_a_cropped_run_resumes_bit_for_bit_and_predict_sees_whole_sequences(
+    tmp_path, monkeypatch, resumed_classify
+):
     import json
 
     import tbptt
@@ -77,25 +79,9 @@ def test_a_cropped_run_resumes_bit_for_bit_and_predict_sees_whole_sequences(tmp_
     from tbptt.tabular.model import classify_scores
 
     monkeypatch.setattr(job, "AUGMENT_CROP", 0.8)
-    rng = np.random.default_rng(0)
-    rows = [
-        (i, t, float(np.sin(t / (3 + 3 * (i % 2))) + 0.3 * rng.normal()), "ab"[i % 2])
-        for i in range(16)
-        for t in range(80)
-    ]
-    path = tmp_path / "c.csv"
-    pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
-    runs = tmp_path / "runs"
-    args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
-    args += ["--progress", "off", "--tensorboard", "off", "--runs-dir", str(runs)]
-    args += ["--eval-every", "4", "--checkpoint-every", "4", "--schedule", "constant"]
-    assert main(["train", *args, "--updates", "12", "--name", "full"]) == 0
-    assert main(["train", *args, "--updates", "8", "--name", "part"]) == 0
-    off = ["--progress", "off", "--tensorboard", "off"]
-    assert main(["train", "--resume", str(runs / "part"), "--updates", "12", *off]) == 0
-    full, part = (json.loads((runs / n / "summary.json").read_text()) for n in ("full", "part"))
-    assert part["result"]["updates"] == 12
-    assert part["val"]["loss"] == full["val"]["loss"]  # the same windows, epoch by epoch
+    got = resumed_classify()
+    args, runs, path, full = got["args"], got["runs"], got["path"], got["full"]
+    assert got["part"]["val"]["loss"] == full["val"]["loss"]  # the same windows, each epoch
     monkeypatch.setattr(job, "AUGMENT_CROP", 1.0)
     assert main(["train", *args, "--updates", "12", "--name", "whole"]) == 0
     whole = json.loads((runs / "whole" / "summary.json").read_text())

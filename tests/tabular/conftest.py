@@ -1,0 +1,43 @@
+"""Shared by the classification tests: a small two-class file trained whole and resumed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def resumed_classify(tmp_path: Path) -> Callable[[], dict[str, Any]]:
+    """A function that trains a two-class file (16 ids x 80 steps) for 12 updates (run
+    ``full``) and for 8, then resumed to 12 (run ``part``): ``{"args", "runs", "path", "full",
+    "part"}`` with the two runs' summaries."""
+    from tbptt.cli import main
+
+    def run() -> dict[str, Any]:
+        rng = np.random.default_rng(0)
+        rows = [
+            (i, t, float(np.sin(t / (3 + 3 * (i % 2))) + 0.3 * rng.normal()), "ab"[i % 2])
+            for i in range(16)
+            for t in range(80)
+        ]
+        path = tmp_path / "c.csv"
+        pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
+        runs = tmp_path / "runs"
+        args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
+        args += ["--progress", "off", "--tensorboard", "off", "--runs-dir", str(runs)]
+        args += ["--eval-every", "4", "--checkpoint-every", "4", "--schedule", "constant"]
+        assert main(["train", *args, "--updates", "12", "--name", "full"]) == 0
+        assert main(["train", *args, "--updates", "8", "--name", "part"]) == 0
+        off = ["--progress", "off", "--tensorboard", "off"]
+        assert main(["train", "--resume", str(runs / "part"), "--updates", "12", *off]) == 0
+        full, part = (json.loads((runs / n / "summary.json").read_text()) for n in ("full", "part"))
+        assert part["result"]["updates"] == 12
+        return {"args": args, "runs": runs, "path": path, "full": full, "part": part}
+
+    return run
