@@ -145,9 +145,9 @@ def train_command(args: argparse.Namespace) -> int:
     from tbptt.train import CheckpointError
 
     try:
-        cfg, ckpt, run = _train_config(args)
+        cfg, ckpt, run, digest = _train_config(args)
         device = _seed_and_threads(cfg)
-        job, trainer, run = _prepare_run(cfg, ckpt, run, device)
+        job, trainer, run = _prepare_run(cfg, ckpt, run, device, digest)
     except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError, CheckpointError) as e:
         print_error(str(e))
         return 2
@@ -238,10 +238,10 @@ def _resolve_corpus(corpus: str) -> str:
     return str(Path(corpus).expanduser().resolve())
 
 
-def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
+def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any, str | None]:
     """The run's configuration (task defaults < saved run < --config < flags), the checkpoint
-    to resume from and the run: its opened (locked) :class:`RunFolder` when resuming, else the
-    path of the folder to claim."""
+    to resume from, the run (its opened, locked :class:`RunFolder` when resuming, else the
+    path of the folder to claim) and the digest of the data file the checkpoint trained on."""
     from tbptt.train import CheckpointError, Trainer
     from tbptt.train.checkpoint import latest_checkpoint, load_checkpoint
     from tbptt.train.config import RunConfig, load_toml, merge
@@ -292,14 +292,14 @@ def _train_config(args: argparse.Namespace) -> tuple[Any, Path | None, Any]:
                 + ", ".join(diff)
                 + ". Resume with the same settings (drop those flags), or start a new run."
             )
-        return cfg, ckpt, run
+        return cfg, ckpt, run, (payload.get("extra") or {}).get("data_digest")
     if cfg.task == "text" and cfg.corpus == "auto":  # save what "auto" chose
         from tbptt.datasets import default_corpus
 
         cfg = merge(cfg, {"corpus": default_corpus()})
     if cfg.name is None:
         cfg = merge(cfg, {"name": f"{cfg.task}-{datetime.now():%Y%m%d-%H%M%S}"})
-    return cfg, None, Path(cfg.runs_dir) / str(cfg.name)
+    return cfg, None, Path(cfg.runs_dir) / str(cfg.name), None
 
 
 def _seed_and_threads(cfg: Any) -> Any:
@@ -320,10 +320,13 @@ def _seed_and_threads(cfg: Any) -> Any:
     return device
 
 
-def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[Any, Any, Any]:
-    """Load the data, build the model and the trainer, check the memory, then claim the run
-    folder (a new run) or take its lock (a resumed one). Nothing is written before the last
-    step, so bad options never leave a folder behind."""
+def _prepare_run(
+    cfg: Any, ckpt: Path | None, run: Any, device: Any, digest: str | None = None
+) -> tuple[Any, Any, Any]:
+    """Load the data (for a resumed run: the file whose ``digest`` the checkpoint saved),
+    build the model and the trainer, check the memory, then claim the run folder (a new run)
+    or take its lock (a resumed one). Nothing is written before the last step, so bad options
+    never leave a folder behind."""
     from tbptt.train.config import to_toml
     from tbptt.train.jobs import build_job, build_rule
     from tbptt.train.memory import check_fits
@@ -331,7 +334,7 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
 
     job = build_job(cfg)
     if ckpt is not None:
-        _check_same_data(job, ckpt, cfg)
+        _check_same_data(job, digest, ckpt, cfg)
     rule, rule_engine_options = build_rule(cfg)
     vocab = set(job.extra.get("vocab", ""))
     if cfg.task == "text" and cfg.prompt != "\n" and not set(cfg.prompt) <= vocab:
@@ -357,18 +360,19 @@ def _prepare_run(cfg: Any, ckpt: Path | None, run: Any, device: Any) -> tuple[An
     return job, trainer, run
 
 
-def _check_same_data(job: Any, ckpt: Path, cfg: Any) -> None:
+def _check_same_data(job: Any, saved: str | None, ckpt: Path, cfg: Any) -> None:
     """A resumed ``--data`` run trains on the file it started with: a changed file (another
-    digest than the checkpoint's) is refused, as resuming would mix two data sets."""
-    from tbptt.train.checkpoint import CheckpointError, load_checkpoint
+    digest than the ``saved`` one of its checkpoint) is refused, as resuming would mix two
+    data sets."""
+    from tbptt.train.checkpoint import CheckpointError
 
     now = job.extra.get("data_digest")
-    saved = (load_checkpoint(ckpt).get("extra") or {}).get("data_digest")
     if now is not None and saved is not None and now != saved:
+        run_dir = str(_run_dir_of_checkpoint(ckpt))
         raise CheckpointError(
-            f"--data {cfg.data!r} has changed since run {str(_run_dir_of_checkpoint(ckpt))!r} started (its "
-            "bytes differ from the file it trained on); resuming would mix two data sets. "
-            "Restore that file, or start a new run (another --name) on the new one."
+            f"--data {cfg.data!r} has changed since run {run_dir!r} started (its bytes differ "
+            "from the file it trained on); resuming would mix two data sets. Restore that file, "
+            "or start a new run (another --name) on the new one."
         )
 
 
