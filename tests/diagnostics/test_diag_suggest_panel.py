@@ -90,8 +90,8 @@ def test_cli_panel_json_plot_and_time_alone(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--id", "store", "--column", "nope"], "--column 'nope': no such column"),
-        (["--id", "nope"], "--id 'nope': no such column"),
+        (["--id", "store", "--column", "nope"], "--column 'nope': no column 'nope' in the file"),
+        (["--id", "nope"], "--id 'nope': no column 'nope' in the file"),
         (["--id", "store", "--column", "9"], "--column 9 is out of range"),
         (["--id", "store", "--column", "store"], "--column 'store' is the --id or --time column"),
     ],

@@ -130,12 +130,11 @@ def suggest_panel(
     """:func:`tbptt.diagnostics.suggest.suggest` for each id of a long-format ``frame`` and
     what they agree on (the module docstring says how). ``max_lag`` bounds every id's lags
     (an id's own bound, ``n // 2 - 1``, applies where it is lower)."""
+    from tbptt.tabular.io import no_column
     from tbptt.tabular.panel import make_panel
 
     if column not in frame.columns:
-        raise ValueError(
-            f"--column {column!r}: no such column (columns: {', '.join(map(str, frame.columns))})."
-        )
+        raise ValueError(f"--column {column!r}: {no_column(column, list(map(str, frame.columns)))}")
     if column in (id_col, time_col):
         raise ValueError(
             f"--column {column!r} is the --id or --time column; give the column of values."
