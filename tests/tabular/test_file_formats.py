@@ -57,3 +57,17 @@ def test_a_near_miss_column_name_is_named(tmp_path, capsys):
     assert "--time 'dates': no column 'dates' in the file; did you mean 'Date'?" in (
         capsys.readouterr().err
     )
+
+
+def test_suggest_reads_the_same_files(tmp_path, capsys):
+    t = np.arange(120)
+    y = 1000.0 + 500.0 * np.sin(2 * np.pi * t / 12)
+    f = tmp_path / "quoted.csv"
+    f.write_text("t,y\n" + "".join(f'{i},"{v:,.2f}"\n' for i, v in zip(t, y)))
+    assert main(["suggest", str(f), "--column", "y"]) == 0
+    assert "dominant periods: 12" in capsys.readouterr().out
+    x = tmp_path / "d.xlsx"
+    pytest.importorskip("openpyxl")
+    pd.DataFrame({"t": t, "y": y}).to_excel(x, index=False)
+    assert main(["suggest", str(x), "--column", "y"]) == 0
+    assert "dominant periods: 12" in capsys.readouterr().out
