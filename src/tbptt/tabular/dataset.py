@@ -110,10 +110,7 @@ class DataSet:
             self.task == "regress" and self._constant_within_ids()
         )
         if self.task == "classify" and not self._constant_within_ids():
-            raise ValueError(
-                f"--task classify: --target {self.targets[0]!r} changes within a sequence; a "
-                "label is one value per id. Use --task regress or --task forecast."
-            )
+            raise ValueError(_label_changes(self.targets[0], self.panel.id_col))
 
     def _default_features(self, df: pd.DataFrame, columns: list[str]) -> list[str]:
         """Every column but the target, id and time, less dates (not given as --time) and text
@@ -153,6 +150,22 @@ class DataSet:
             not pd.api.types.is_float_dtype(col) or (col.dropna() % 1 == 0).all()
         )
         return "classify" if not pd.api.types.is_numeric_dtype(col) or few else "regress"
+
+
+def _label_changes(target: str, id_col: str | None) -> str:
+    """The message for a class label that changes within a sequence (one without ``--id``:
+    the whole file), with the fix for a file that holds one sequence per row."""
+    if id_col is not None:
+        return (
+            f"--task classify: --target {target!r} changes within an id of --id {id_col!r}; a "
+            "label is one value per id. Use --task regress or --task forecast."
+        )
+    return (
+        f"--task classify: --target {target!r} changes from row to row, and without --id the "
+        "file is one sequence. Give --id COL (long format: one row per step); for one sequence "
+        "per row with its steps in columns, write it long first: df.melt(id_vars=["
+        f"{target!r}], var_name='t', ignore_index=False).rename_axis('id').reset_index()."
+    )
 
 
 def _check_roles(roles: dict[str, list[str]]) -> None:
