@@ -71,3 +71,13 @@ def test_suggest_reads_the_same_files(tmp_path, capsys):
     pd.DataFrame({"t": t, "y": y}).to_excel(x, index=False)
     assert main(["suggest", str(x), "--column", "y"]) == 0
     assert "dominant periods: 12" in capsys.readouterr().out
+
+
+def test_a_file_without_a_header_is_data_from_its_first_line(tmp_path):
+    f = tmp_path / "ucr.tsv"
+    f.write_text("1\t0.5\t0.7\n2\t0.1\t0.2\n1\t0.5\t0.5\n")  # the UCR archive's layout
+    got = read_table(f)
+    assert got.columns.tolist() == ["0", "1", "2"] and got["0"].tolist() == [1, 2, 1]
+    g = tmp_path / "named.csv"
+    g.write_text("t,2021\n1,2.5\n")  # one name that is not a number: a header
+    assert read_table(g).columns.tolist() == ["t", "2021"]

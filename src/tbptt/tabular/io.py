@@ -122,7 +122,28 @@ def _read_text(p: Path, suffix: str) -> pd.DataFrame:
     other = _other_separator(df)
     if other is not None:  # one column named "a;b;c": a file separated by ";"
         sep, df = other, pd.read_csv(p, sep=other)
+    if _no_header(df):  # numbers on the first line: data, not names (columns "0", "1", ...)
+        df = pd.read_csv(p, sep=sep, header=None)
     return _numbers(df, sep)
+
+
+def _no_header(df: pd.DataFrame) -> bool:
+    """Whether every column name read from the first line is a number (a file without a
+    header, such as the UCR archive's; pandas would take its first row for names).
+
+    >>> _no_header(pd.DataFrame(columns=["1", "-0.5", "3e2"])), _no_header(pd.DataFrame(columns=["t", "1"]))
+    (True, False)
+    """
+    names = [str(c) for c in df.columns]  # a repeated name comes back as "1.5.1", "1.5.2" ...
+    return all(_is_number(n) or _is_number(n.rsplit(".", 1)[0]) for n in names)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 _THOUSANDS = r"[-+]?\d{1,3}(,\d{3})+(\.\d+)?|[-+]?\d+(\.\d+)?"  # 1,234.5 (and 2.5, 7)
