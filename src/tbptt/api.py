@@ -82,8 +82,9 @@ class Loaded:
 
 
 def load(run: str | Path) -> Loaded:
-    """The trained model of a run folder (its best checkpoint by validation, else the newest)
-    or of a checkpoint file, with its preparation."""
+    """The trained model of a run folder (its best checkpoint by validation, else the newest;
+    a forecast run trained with ``--refit on``: its refit on every step) or of a checkpoint
+    file, with its preparation."""
     from tbptt.train.checkpoint import latest_checkpoint, load_checkpoint
     from tbptt.train.config import RunConfig
     from tbptt.train.jobs import build_model
@@ -96,6 +97,11 @@ def load(run: str | Path) -> Loaded:
     cfg = RunConfig(**{k: v for k, v in (payload.get("config") or {}).items() if k in names})
     extra = payload.get("extra") or {}
     model = build_model(cfg, extra)
-    model.load_state_dict(payload["model"])
+    refit = None
+    if path.is_dir() and cfg.data is not None:  # a forecast run refit on every step
+        from tbptt.tabular.refit import refit_weights
+
+        refit = refit_weights(path)
+    model.load_state_dict(payload["model"] if refit is None else refit)
     model.eval()
     return Loaded(model, cfg, extra, run_dir_of(ckpt))

@@ -15,6 +15,7 @@ from tbptt.tabular.file_scores import FileScores
 from tbptt.tabular.guard import OneStepGuard, fit_guard
 from tbptt.tabular.io import file_digest
 from tbptt.tabular.predict import Predictor
+from tbptt.tabular.refit import refit_weights, run_refit
 from tbptt.tabular.report import evaluate_run, write_outputs
 from tbptt.tabular.streamed import panel_blocks
 
@@ -38,7 +39,27 @@ def after_training(
     summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)
-    return str(result["verdict"])
+    verdict = str(result["verdict"])
+    best = (summary.get("result") or {}).get("best_update")
+    if pred.spec.task == "forecast" and getattr(cfg, "refit", None) == "on" and best:
+        verdict += "\n" + _refit(cfg, extra, run_dir, summary, int(best), data)
+    return verdict
+
+
+def _refit(
+    cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any], best: int, data: Any
+) -> str:
+    """``--refit on``: train the final model on every step (``refit.py``), record it in
+    ``summary["refit"]`` with its in-sample scores on the validation tail; the line to print."""
+    model, info = run_refit(cfg, best, run_dir)
+    refit = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
+    info["in_sample"] = evaluate_run(refit, data)["model"]  # it trained on these steps
+    summary["refit"] = info
+    return (
+        f"final model: refit on all {info['steps']} steps for {info['updates']} updates "
+        f"({info['seconds']:.1f} s); predict and tbptt.load use it. The validation scores "
+        "above are those of the model chosen on the held-out tail (the refit trained on it)."
+    )
 
 
 def validation_data(cfg: Any, extra: dict[str, Any]) -> Any:
@@ -66,7 +87,8 @@ def predict_run(
     next to it in OUT.scores.json and printed, the scores: the run's validation scores on its
     own file (the default), the same metrics on every row with a target of another file
     (:mod:`tbptt.tabular.file_scores`). Returns what to print. The one-step forecasts are what
-    the run's guard chose (``guard.py``)."""
+    the run's guard chose (``guard.py``). A run refit on every step (``refit.py``) predicts with
+    the refit; its validation scores are still those of the model chosen on the tail."""
     pred = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
     path = data or cfg.data
     target = Path(out) if out else run_dir / "predictions.csv"
@@ -75,9 +97,11 @@ def predict_run(
     if not target.parent.is_dir():
         raise ValueError(f"--out {out!r}: no folder {str(target.parent)!r}; create it first.")
     own = data is None or resolve_data(data) == resolve_data(cfg.data)
+    refit = refit_weights(run_dir) is not None  # predictions from the refit
     scores: dict[str, Any] = {}
-    if own:
-        result = evaluate_run(pred, validation_data(cfg, extra))
+    if own:  # the validation scores of the model chosen on the tail (not of a refit)
+        scorer = Predictor(_selection(run_dir), cfg, extra, pred.guard) if refit else pred
+        result = evaluate_run(scorer, validation_data(cfg, extra))
         scores = {"data": "validation", "task": pred.spec.task, "verdict": result["verdict"]}
         scores.update(model=result["model"], baselines=result["baselines"])
     other = None if own else FileScores(pred, Path(path).name, run_dir)
@@ -110,6 +134,14 @@ def predict_run(
         scores_path.write_text(json.dumps(scores, indent=2, default=str) + "\n", encoding="utf-8")
         lines.append(f"wrote {scores_path}")
     return "\n".join(lines)
+
+
+def _selection(run_dir: Path) -> Any:
+    """The model a refit run chose on its validation tail: its best checkpoint."""
+    from tbptt.api import load
+    from tbptt.train.run import RunFolder
+
+    return load(RunFolder.read(run_dir).model_checkpoint()).model
 
 
 class _TableWriter:

@@ -131,6 +131,13 @@ class RunConfig:
         "model",
         choices=("auto", "on", "off"),
     )
+    refit: str | None = _f(
+        None,
+        "forecast: after the updates and guards are chosen on the validation tail, train the "
+        "same model again on every training step and predict with that (default: see docs)",
+        "model",
+        choices=("on", "off"),
+    )
 
     rule: str = _f(
         "tbptt",
