@@ -50,10 +50,15 @@ def _refit(
     cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any], best: int, data: Any
 ) -> str:
     """``--refit on``: train the final model on every step (``refit.py``), record it in
-    ``summary["refit"]`` with its in-sample scores on the validation tail; the line to print."""
+    ``summary["refit"]`` with its in-sample scores on the validation tail, write its
+    predictions.csv (predictions.png stays the chosen model's on its held-out tail); the line
+    to print."""
     model, info = run_refit(cfg, best, run_dir)
     refit = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
-    info["in_sample"] = evaluate_run(refit, data)["model"]  # it trained on these steps
+    scored = evaluate_run(refit, data)
+    info["in_sample"] = scored["model"]  # it trained on these steps
+    panel, horizon = scored["panel"], int(cfg.horizon or 0)  # what `tbptt predict RUN` writes:
+    refit.predict_frame(panel, horizon).to_csv(run_dir / "predictions.csv", index=False)
     summary["refit"] = info
     return (
         f"final model: refit on all {info['steps']} steps for {info['updates']} updates "
