@@ -128,7 +128,9 @@ def predict_command(args: argparse.Namespace) -> int:
         if cfg.data is not None:
             from tbptt.tabular.commands import predict_run
 
-            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, args.horizon or 0))
+            refit = Path(args.run).is_dir()  # a run folder: its refit where it has one
+            h = args.horizon or 0
+            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, h, refit))
             return 0
         if cfg.task != "series":
             raise ValueError(f"{args.run} is a {cfg.task} run; use `tbptt generate` for text.")

@@ -12,10 +12,10 @@ import numpy as np
 
 from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.file_scores import FileScores
-from tbptt.tabular.guard import OneStepGuard, fit_guard
+from tbptt.tabular.guard import fit_guard
 from tbptt.tabular.io import file_digest
 from tbptt.tabular.predict import Predictor
-from tbptt.tabular.refit import refit_weights, run_refit
+from tbptt.tabular.refit import chosen_model, run_predictor, run_refit
 from tbptt.tabular.report import evaluate_run, write_outputs
 from tbptt.tabular.streamed import panel_blocks
 
@@ -54,7 +54,7 @@ def _refit(
     predictions.csv (predictions.png stays the chosen model's on its held-out tail); the line
     to print."""
     model, info = run_refit(cfg, best, run_dir)
-    refit = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
+    refit = run_predictor(model, cfg, extra, run_dir, refit=True)
     scored = evaluate_run(refit, data)
     info["in_sample"] = scored["model"]  # it trained on these steps
     panel, horizon = scored["panel"], int(cfg.horizon or 0)  # what `tbptt predict RUN` writes:
@@ -85,6 +85,7 @@ def predict_run(
     data: str | None,
     out: str | None,
     horizon: int,
+    refit: bool = False,
 ) -> str:
     """``tbptt predict RUN --data FILE --out OUT.csv [--horizon H]``: the table of predictions
     (see :meth:`Predictor.predict_frame`; a large Parquet file streamed in blocks of ids; a
@@ -92,9 +93,10 @@ def predict_run(
     next to it in OUT.scores.json and printed, the scores: the run's validation scores on its
     own file (the default), the same metrics on every row with a target of another file
     (:mod:`tbptt.tabular.file_scores`). Returns what to print. The one-step forecasts are what
-    the run's guard chose (``guard.py``). A run refit on every step (``refit.py``) predicts with
-    the refit; its validation scores are still those of the model chosen on the tail."""
-    pred = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
+    the run's guard chose (``guard.py``). ``refit``: ``model`` is the run's refit on every step
+    (``refit.py``), which predicts; the validation scores are still those of the model chosen
+    on the tail."""
+    pred = run_predictor(model, cfg, extra, run_dir, refit)
     path = data or cfg.data
     target = Path(out) if out else run_dir / "predictions.csv"
     if out and target.exists() and target.is_dir():
@@ -102,10 +104,9 @@ def predict_run(
     if not target.parent.is_dir():
         raise ValueError(f"--out {out!r}: no folder {str(target.parent)!r}; create it first.")
     own = data is None or resolve_data(data) == resolve_data(cfg.data)
-    refit = refit_weights(run_dir) is not None  # predictions from the refit
     scores: dict[str, Any] = {}
     if own:  # the validation scores of the model chosen on the tail (not of a refit)
-        scorer = Predictor(_selection(run_dir), cfg, extra, pred.guard) if refit else pred
+        scorer = Predictor(chosen_model(run_dir), cfg, extra, pred.guard) if refit else pred
         result = evaluate_run(scorer, validation_data(cfg, extra))
         scores = {"data": "validation", "task": pred.spec.task, "verdict": result["verdict"]}
         scores.update(model=result["model"], baselines=result["baselines"])
@@ -139,14 +140,6 @@ def predict_run(
         scores_path.write_text(json.dumps(scores, indent=2, default=str) + "\n", encoding="utf-8")
         lines.append(f"wrote {scores_path}")
     return "\n".join(lines)
-
-
-def _selection(run_dir: Path) -> Any:
-    """The model a refit run chose on its validation tail: its best checkpoint."""
-    from tbptt.api import load
-    from tbptt.train.run import RunFolder
-
-    return load(RunFolder.read(run_dir).model_checkpoint()).model
 
 
 class _TableWriter:

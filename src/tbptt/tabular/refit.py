@@ -39,10 +39,13 @@ import torch
 __all__ = [
     "FILE",
     "REFIT_DEFAULT",
+    "REFIT_HORIZON",
     "REFIT_SCALED",
+    "chosen_model",
     "forecast_refit",
     "refit_updates",
     "refit_weights",
+    "run_predictor",
     "run_refit",
 ]
 
@@ -55,6 +58,12 @@ REFIT_DEFAULT = "off"
 REFIT_SCALED = True
 """The refit's updates: the best checkpoint's, times the ratio of the steps it trains on to
 the held-out split's training steps (the same number of epochs); False: the same number."""
+
+
+REFIT_HORIZON = "chosen"
+"""Where a refit run's horizon forecasts come from: ``"chosen"``, the model chosen on the
+validation tail with its horizon guard (the refit serves the one-step predictions), or
+``"refit"`` (docs/quality.md: the refit's horizon was worse on the tuning group)."""
 
 
 def forecast_refit(cfg: Any, task: str, streamed: bool) -> str | None:
@@ -153,3 +162,27 @@ def refit_weights(run_dir: Path) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None
     return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def chosen_model(run_dir: Path) -> torch.nn.Module:
+    """The model a run chose on its validation tail: its best checkpoint (eval mode)."""
+    from tbptt.api import load
+    from tbptt.train.run import RunFolder
+
+    return load(RunFolder.read(run_dir).model_checkpoint()).model
+
+
+def run_predictor(
+    model: torch.nn.Module, cfg: Any, extra: dict[str, Any], run_dir: Path, refit: bool
+) -> Any:
+    """The :class:`~tbptt.tabular.predict.Predictor` of a loaded run (``model``; ``refit``:
+    it is the refit of the run in ``run_dir``) with the run's one-step guard; a refit's
+    horizon forecasts come from the chosen model where ``REFIT_HORIZON`` says so."""
+    from tbptt.tabular.guard import OneStepGuard
+    from tbptt.tabular.predict import Predictor
+
+    guard = OneStepGuard.read(run_dir)
+    chosen = None
+    if refit and REFIT_HORIZON == "chosen":
+        chosen = Predictor(chosen_model(run_dir), cfg, extra, guard)
+    return Predictor(model, cfg, extra, guard, horizon_from=chosen)
