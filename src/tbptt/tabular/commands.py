@@ -50,20 +50,19 @@ def _refit(
     cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any], best: int, data: Any
 ) -> str:
     """``--refit on``: train the final model on every step (``refit.py``), record it in
-    ``summary["refit"]`` with its in-sample scores on the validation tail, write its
-    predictions.csv (predictions.png stays the chosen model's on its held-out tail); the line
-    to print."""
+    ``summary["refit"]`` and write its predictions.csv (what ``tbptt predict RUN`` writes;
+    predictions.png stays the chosen model's on its held-out tail); the line to print. The
+    refit is not scored on the validation tail: it trained on those steps."""
     model, info = run_refit(cfg, best, run_dir)
     refit = run_predictor(model, cfg, extra, run_dir, refit=True)
-    scored = evaluate_run(refit, data)
-    info["in_sample"] = scored["model"]  # it trained on these steps
-    panel, horizon = scored["panel"], int(cfg.horizon or 0)  # what `tbptt predict RUN` writes:
-    refit.predict_frame(panel, horizon).to_csv(run_dir / "predictions.csv", index=False)
+    frame = refit.predict_frame(refit.panel(data), int(cfg.horizon or 0))
+    frame.to_csv(run_dir / "predictions.csv", index=False)
     summary["refit"] = info
     return (
         f"final model: refit on all {info['steps']} steps for {info['updates']} updates "
-        f"({info['seconds']:.1f} s); predict and tbptt.load use it. The validation scores "
-        "above are those of the model chosen on the held-out tail (the refit trained on it)."
+        f"({info['seconds']:.1f} s); predict and tbptt.load take one step from it (the horizon "
+        "from the chosen model). The validation scores above are the chosen model's (the "
+        "refit trained on those steps)."
     )
 
 

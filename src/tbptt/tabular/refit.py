@@ -10,14 +10,15 @@ accuracy", IJF 16(4)). Here, once the run has chosen everything on its validatio
 number of updates ``U*`` of its best checkpoint, the one-step guard, the direct head), the
 same model is trained again from the same initialisation (the run's seed) on every step of
 every sequence, for ``U*`` updates scaled by how many more steps it sees (``REFIT_SCALED``),
-with the run's own schedule over that budget, and ``tbptt predict`` / ``tbptt.load(RUN)`` use
-it (:func:`refit_weights`).
+with the run's own schedule over that budget. ``tbptt predict`` and ``tbptt.load(RUN)`` take
+the one-step predictions from it (with the run's one-step guard) and the horizon forecasts
+from the chosen model with its horizon guard (``REFIT_HORIZON``; :func:`run_predictor`).
 
 Honesty: the report and ``summary.json`` keep the validation scores of the model chosen on the
-held-out tail (the refit has trained on that tail, so its scores there are in-sample; they are
-shown as such under ``summary.json``'s ``refit``), and ``tbptt predict RUN`` on the run's own
-file prints those same validation scores (computed with the selection checkpoint) next to the
-refit's predictions.
+held-out tail (the refit has trained on that tail, so it is not scored there), ``summary.json``
+says the final model was refit (``refit``: its updates, steps and seconds), and ``tbptt
+predict RUN`` on the run's own file prints those same validation scores (computed with the
+chosen model) next to the refit's predictions.
 
 Resuming: the refit is a short deterministic run (no checkpoint of its own); it is written
 once finished (``refit.pt``, atomically), so a run killed during it (even ``kill -9``) redoes
