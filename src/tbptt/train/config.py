@@ -267,7 +267,8 @@ class RunConfig:
                 raise ValueError(f"{_flag(name)} must be a positive integer, got {v!r}.")
         for f in fields(self):
             choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
+            unset = f.default is None and getattr(self, f.name) is None  # left to the task
+            if choices and not unset and getattr(self, f.name) not in choices:
                 got = getattr(self, f.name)
                 raise ValueError(
                     f"{_flag(f.name)} must be one of {', '.join(choices)}; got {got!r}."
