@@ -134,7 +134,7 @@ class RunConfig:
     refit: str | None = _f(
         None,
         "forecast: after the updates and guards are chosen on the validation tail, train the "
-        "same model again on every training step and predict with that (default: see docs)",
+        "same model again on every training step; one-step predictions from it (default: off)",
         "model",
         choices=("on", "off"),
     )
