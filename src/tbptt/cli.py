@@ -127,8 +127,9 @@ def predict_command(args: argparse.Namespace) -> int:
         model, cfg, extra, run_dir = _load_run(args.run)
         if cfg.data is not None:
             from tbptt.tabular.commands import predict_run
+            from tbptt.tabular.refit import FILE as REFIT
 
-            refit = Path(args.run).is_dir()  # a run folder: its refit where it has one
+            refit = Path(args.run).is_dir() and (run_dir / REFIT).is_file()  # --refit on
             h = args.horizon or 0
             print(predict_run(model, cfg, extra, run_dir, args.data, args.out, h, refit))
             return 0
