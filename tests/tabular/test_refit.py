@@ -136,10 +136,10 @@ def test_a_kill_during_the_refit_resumes_to_the_same_bits(tmp_path):
     assert summary["result"]["best_update"] == got["best_update"]
 
 
-def test_a_refit_run_predicts_with_the_refit_and_scores_the_chosen_model(tmp_path):
-    """predict and tbptt.load take one step from the refit and the horizon from the chosen
-    model; `tbptt predict RUN` reproduces the run's validation scores exactly (those of the
-    chosen model), and summary.json says it refit."""
+def test_a_refit_run_predicts_with_the_refit_and_scores_the_chosen_model(tmp_path, monkeypatch):
+    """predict and tbptt.load take one step from the mean of the refit and the chosen model
+    and the horizon from the chosen model; `tbptt predict RUN` reproduces the run's validation
+    scores exactly (those of the chosen model), and summary.json says it refit."""
     data = _series(tmp_path / "s.csv")
     runs = tmp_path / "runs"
     args = ["train", "--data", str(data), "--target", "y", "--time", "t", "--runs-dir", str(runs)]
@@ -156,9 +156,14 @@ def test_a_refit_run_predicts_with_the_refit_and_scores_the_chosen_model(tmp_pat
     pd.testing.assert_frame_equal(loaded, pd.read_csv(out), check_dtype=False)
     assert out.read_bytes() == (run / "predictions.csv").read_bytes()
     chosen = tbptt.load(sorted((run / "checkpoints").glob("best*.pt"))[-1]).predict()
-    one = loaded["kind"] == "one_step"  # one step: the refit; the horizon: the chosen model's
+    one = loaded["kind"] == "one_step"  # one step: the two models' mean; the horizon: chosen
     assert not np.allclose(chosen["yhat"][one].fillna(0), loaded["yhat"][one].fillna(0))
     pd.testing.assert_frame_equal(loaded[~one], chosen[~one])
+    monkeypatch.setattr("tbptt.tabular.refit.REFIT_ONE_STEP", "refit")
+    alone = tbptt.load(run).predict()  # the refit alone
+    mean = (alone["yhat"][one] + chosen["yhat"][one]) / 2
+    np.testing.assert_allclose(loaded["yhat"][one], mean, rtol=1e-6, atol=1e-9)
+    assert not np.allclose(alone["yhat"][one].fillna(0), loaded["yhat"][one].fillna(0))
 
 
 def test_a_run_without_refit_predicts_byte_for_byte_as_before(tmp_path):

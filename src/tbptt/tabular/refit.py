@@ -41,7 +41,9 @@ __all__ = [
     "FILE",
     "REFIT_DEFAULT",
     "REFIT_HORIZON",
+    "REFIT_ONE_STEP",
     "REFIT_SCALED",
+    "Averaged",
     "chosen_model",
     "forecast_refit",
     "refit_updates",
@@ -53,12 +55,19 @@ __all__ = [
 FILE = "refit.pt"
 """The refit's weights in the run folder (with its updates and time)."""
 
-REFIT_DEFAULT = "off"
+REFIT_DEFAULT = "on"
 """Forecast: ``--refit``'s value where it is not given (docs/quality.md has the measurement)."""
 
 REFIT_SCALED = True
 """The refit's updates: the best checkpoint's, times the ratio of the steps it trains on to
 the held-out split's training steps (the same number of epochs); False: the same number."""
+
+
+REFIT_ONE_STEP = "average"
+"""Where a refit run's one-step predictions come from: ``"average"``, the mean of the chosen
+model's and the refit's (a combination of two forecasts, Bates & Granger 1969: one chosen on
+the held-out tail, one trained on it; it was better than either alone on the tuning, unseen
+and fresh groups, docs/quality.md), or ``"refit"``, the refit alone."""
 
 
 REFIT_HORIZON = "chosen"
@@ -183,7 +192,37 @@ def run_predictor(
     from tbptt.tabular.predict import Predictor
 
     guard = OneStepGuard.read(run_dir)
-    chosen = None
-    if refit and REFIT_HORIZON == "chosen":
-        chosen = Predictor(chosen_model(run_dir), cfg, extra, guard)
-    return Predictor(model, cfg, extra, guard, horizon_from=chosen)
+    if not refit:
+        return Predictor(model, cfg, extra, guard)
+    chosen = chosen_model(run_dir)
+    horizon = Predictor(chosen, cfg, extra, guard) if REFIT_HORIZON == "chosen" else None
+    if REFIT_ONE_STEP == "average":  # the two ensembles side by side: the mean of their means
+        members = int(extra.get("members", 1))
+        model, extra = Averaged(chosen, model), {**extra, "members": 2 * members}
+    return Predictor(model, cfg, extra, guard, horizon_from=horizon)
+
+
+class Averaged(torch.nn.Module):
+    """Two models of the same kind side by side: outputs ``(B, T, 2 M out)``, the first's
+    ``M`` members' outputs then the second's (the layout of a ``2 M``-member
+    :class:`~tbptt.tabular.model.Ensemble`), so that the members' mean is the mean of the two
+    models' means; the state is the pair of their states.
+
+    >>> from tbptt.tabular.model import member_mean, TabularRNN
+    >>> a, b = TabularRNN(2, 1, zero_head=False), TabularRNN(2, 1, zero_head=False)
+    >>> x = torch.randn(1, 5, 2)
+    >>> y, _ = Averaged(a, b)(x, None)
+    >>> want = (a(x, None)[0] + b(x, None)[0]) / 2
+    >>> bool(torch.allclose(member_mean(y, 2), want))
+    True
+    """
+
+    def __init__(self, first: torch.nn.Module, second: torch.nn.Module) -> None:
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        s1, s2 = (None, None) if state is None else state
+        y1, s1 = self.first(x, s1)  # (B, T, M out)
+        y2, s2 = self.second(x, s2)
+        return torch.cat([y1, y2], -1), (s1, s2)
