@@ -127,8 +127,9 @@ def _seed(seed: int) -> None:
 def run_refit(cfg: Any, best_update: int, run_dir: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Train the refit of a finished forecasting run whose best checkpoint is at
     ``best_update``; save it in ``run_dir`` (:data:`FILE`) and return the model (eval mode)
-    and what to record (updates, seconds). A ``refit.pt`` already there (a resumed run) is
-    loaded, not trained again."""
+    and what to record (updates, seconds). A ``refit.pt`` of the same best checkpoint (a run
+    resumed after its refit) is loaded, not trained again; one of another (a finished run
+    resumed for more updates) is kept as ``refit-best-N.pt`` and the refit trained anew."""
     from tbptt.tabular.dataset import load_data
     from tbptt.tabular.job import build_data_job
     from tbptt.train.command import _make_trainer
@@ -142,8 +143,11 @@ def run_refit(cfg: Any, best_update: int, run_dir: Path) -> tuple[torch.nn.Modul
     path = Path(run_dir) / FILE
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        job.model.load_state_dict(saved["model"])
-        return job.model.eval(), {k: v for k, v in saved.items() if k != "model"}
+        if (saved.get("best_update"), saved.get("updates")) == (int(best_update), updates):
+            job.model.load_state_dict(saved["model"])  # a run resumed after its refit
+            return job.model.eval(), {k: v for k, v in saved.items() if k != "model"}
+        # a finished run resumed for more updates: its refit of the earlier best is set aside
+        os.replace(path, path.with_name(f"refit-best-{saved.get('best_update')}.pt"))
     rule, rule_options = build_rule(cfg)
     options: dict[str, Any] = {**job.engine_options, **rule_options}
     ac = cfg.activation_checkpointing
