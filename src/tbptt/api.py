@@ -24,10 +24,12 @@ __all__ = ["Loaded", "load"]
 
 
 class Loaded:
-    """A trained run: ``model`` (eval mode), ``config`` (its RunConfig), ``path`` (its folder)."""
+    """A trained run: ``model`` (eval mode), ``config`` (its RunConfig), ``path`` (its folder),
+    ``refit`` (whether ``model`` is the run's refit on every step, ``tbptt.tabular.refit``)."""
 
     def __init__(self, model: nn.Module, config: Any, extra: dict[str, Any], path: Path) -> None:
         self.model, self.config, self.extra, self.path = model, config, extra, path
+        self.refit = False  # a forecast run's refit on every step (``--refit on``)
 
     def _predictor(self) -> Any:
         if self.config.data is None:
@@ -35,10 +37,9 @@ class Loaded:
                 f"run {str(self.path)!r} is a {self.config.task} run, not trained with --data; "
                 "predict() and forecast() serve --data runs (text runs: generate())."
             )
-        from tbptt.tabular.guard import OneStepGuard
-        from tbptt.tabular.predict import Predictor
+        from tbptt.tabular.refit import run_predictor
 
-        return Predictor(self.model, self.config, self.extra, OneStepGuard.read(self.path))
+        return run_predictor(self.model, self.config, self.extra, self.path, self.refit)
 
     def predict(
         self, data: str | Path | pd.DataFrame | None = None, horizon: int | None = None
@@ -82,8 +83,9 @@ class Loaded:
 
 
 def load(run: str | Path) -> Loaded:
-    """The trained model of a run folder (its best checkpoint by validation, else the newest)
-    or of a checkpoint file, with its preparation."""
+    """The trained model of a run folder (its best checkpoint by validation, else the newest;
+    a forecast run trained with ``--refit on``: its refit on every step) or of a checkpoint
+    file, with its preparation."""
     from tbptt.train.checkpoint import latest_checkpoint, load_checkpoint
     from tbptt.train.config import RunConfig
     from tbptt.train.jobs import build_model
@@ -96,6 +98,13 @@ def load(run: str | Path) -> Loaded:
     cfg = RunConfig(**{k: v for k, v in (payload.get("config") or {}).items() if k in names})
     extra = payload.get("extra") or {}
     model = build_model(cfg, extra)
-    model.load_state_dict(payload["model"])
+    refit = None
+    if path.is_dir() and cfg.data is not None:  # a forecast run refit on every step
+        from tbptt.tabular.refit import refit_weights
+
+        refit = refit_weights(path)
+    model.load_state_dict(payload["model"] if refit is None else refit)
     model.eval()
-    return Loaded(model, cfg, extra, run_dir_of(ckpt))
+    loaded = Loaded(model, cfg, extra, run_dir_of(ckpt))
+    loaded.refit = refit is not None
+    return loaded

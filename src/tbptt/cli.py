@@ -128,8 +128,11 @@ def predict_command(args: argparse.Namespace) -> int:
         model, cfg, extra, run_dir = _load_run(args.run)
         if cfg.data is not None:
             from tbptt.tabular.commands import predict_run
+            from tbptt.tabular.refit import FILE as REFIT
 
-            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, args.horizon or 0))
+            refit = Path(args.run).is_dir() and (run_dir / REFIT).is_file()  # --refit on
+            h = args.horizon or 0
+            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, h, refit))
             return 0
         if cfg.task != "series":
             raise ValueError(f"{args.run} is a {cfg.task} run; use `tbptt generate` for text.")

@@ -446,6 +446,9 @@ def data_defaults(cfg: Any) -> Any:
             f"--direct-head {cfg.direct_head}: the direct multi-step head serves --task forecast "
             f"only (this run is --task {task}); drop --direct-head."
         )
+    from tbptt.tabular.refit import forecast_refit
+
+    refit = forecast_refit(cfg, task, ds.streamed is not None)  # forecast: on or off
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
     if task == "forecast":  # a streamed file: its time cap is better spent on more data
         members = int(_or(cfg.members, 1 if ds.streamed else FORECAST_MEMBERS))
@@ -486,5 +489,6 @@ def data_defaults(cfg: Any) -> Any:
         patience=_or(cfg.patience, 8 if task == "forecast" else 25 if whole else 12),
         val_fraction=_or(cfg.val_fraction, 0.3 if whole and n < 100 else None),
         members=members,
+        refit=refit,
         **budget,
     )
