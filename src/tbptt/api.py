@@ -62,6 +62,12 @@ class Loaded:
         """The ``h`` steps past the end of each sequence: columns ``id, t, yhat``."""
         if isinstance(h, bool) or not isinstance(h, int) or h < 1:
             raise ValueError(f"h must be a positive integer (steps to forecast), got {h!r}.")
+        task = self._predictor().spec.task
+        if task != "forecast":
+            raise ValueError(
+                f"forecast() needs a forecast run; {str(self.path)!r} is a {task} run: "
+                "use predict() for its table."
+            )
         out = self.predict(data, h)
         return out[out["kind"] == "forecast"].drop(columns="kind").reset_index(drop=True)
 

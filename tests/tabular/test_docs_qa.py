@@ -30,3 +30,24 @@ def test_backtest_over_missing_targets_is_silent_and_keeps_finite_errors():
         fc = pred.forecast(p, 4)
     assert errors[0] and all(np.isfinite(v).all() for v in errors[0].values())
     assert np.isfinite(fc[0]).all()
+
+
+def test_forecast_of_a_classification_run_is_one_clear_error(tmp_path):
+    import pytest
+
+    import tbptt
+    from tbptt.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = [
+        (i, t, float(v), "ab"[i % 2]) for i in range(12) for t, v in enumerate(rng.normal(size=8))
+    ]
+    path = tmp_path / "c.csv"
+    pd.DataFrame(rows, columns=["id", "t", "x", "label"]).to_csv(path, index=False)
+    args = ["train", "--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
+    fast = ["--progress", "off", "--tensorboard", "off", "--updates", "2"]
+    assert main([*args, *fast, "--runs-dir", str(tmp_path / "runs"), "--name", "c"]) == 0
+    run = tbptt.load(tmp_path / "runs" / "c")
+    assert len(run.predict(str(path))) == 12  # the table works
+    with pytest.raises(ValueError, match=r"forecast\(\) needs a forecast run; .* classify run"):
+        run.forecast(3)  # was KeyError: 'kind'
