@@ -96,6 +96,13 @@ def load(run: str | Path) -> Loaded:
     from tbptt.train.run import RunFolder, run_dir_of
 
     path = Path(run)
+    if not path.exists():
+        from tbptt.train.checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"run {str(run)!r} does not exist. Pass a run folder (runs/NAME) or a checkpoint "
+            "file (runs/NAME/checkpoints/step-00000100.pt)."
+        )
     ckpt = RunFolder.read(path).model_checkpoint() if path.is_dir() else latest_checkpoint(path)
     payload = load_checkpoint(ckpt)
     names = {f.name for f in fields(RunConfig)}

@@ -51,3 +51,20 @@ def test_forecast_of_a_classification_run_is_one_clear_error(tmp_path):
     assert len(run.predict(str(path))) == 12  # the table works
     with pytest.raises(ValueError, match=r"forecast\(\) needs a forecast run; .* classify run"):
         run.forecast(3)  # was KeyError: 'kind'
+
+
+def test_a_missing_run_folder_is_named_as_the_run_not_as_resume(tmp_path, capsys):
+    import pytest
+
+    import tbptt
+    from tbptt.cli import main
+    from tbptt.train.checkpoint import CheckpointError
+
+    missing = str(tmp_path / "runs" / "nope")
+    for command in (["predict", missing], ["generate", missing]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"tbptt: error: run {missing!r} does not exist. Pass a run folder")
+        assert "resume=" not in err and "\n" not in err
+    with pytest.raises(CheckpointError, match=r"run .* does not exist"):
+        tbptt.load(missing)
