@@ -68,3 +68,21 @@ def test_a_missing_run_folder_is_named_as_the_run_not_as_resume(tmp_path, capsys
         assert "resume=" not in err and "\n" not in err
     with pytest.raises(CheckpointError, match=r"run .* does not exist"):
         tbptt.load(missing)
+
+
+def test_predict_at_another_horizon_says_which_forecast_the_backtest_chose(tmp_path, capsys):
+    from tbptt.cli import main
+
+    t = np.arange(120)
+    y = np.sin(2 * np.pi * t / 6) + 0.1 * np.random.default_rng(0).normal(size=120)
+    path = tmp_path / "s.csv"
+    pd.DataFrame({"t": t, "y": y}).to_csv(path, index=False)
+    fast = ["--progress", "off", "--tensorboard", "off", "--updates", "2", "--members", "1"]
+    train = ["train", "--data", str(path), "--target", "y", "--time", "t", "--horizon", "6"]
+    assert main([*train, *fast, "--runs-dir", str(tmp_path / "runs"), "--name", "f"]) == 0
+    assert "forecast over" not in capsys.readouterr().out  # the run's own horizon: its report
+    run = str(tmp_path / "runs" / "f")
+    assert main(["predict", run, "--horizon", "3", "--out", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("forecast over 3 steps"))
+    assert "(the lines above are for the run's 6)" in line and line.endswith("(1)")
