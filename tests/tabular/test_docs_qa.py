@@ -86,3 +86,17 @@ def test_predict_at_another_horizon_says_which_forecast_the_backtest_chose(tmp_p
     out = capsys.readouterr().out
     line = next(x for x in out.splitlines() if x.startswith("forecast over 3 steps"))
     assert "(the lines above are for the run's 6)" in line and line.endswith("(1)")
+
+
+def test_a_file_whose_targets_are_all_missing_prepares_without_numpy_warnings():
+    y = np.sin(np.arange(40.0))
+    good = make_panel(pd.DataFrame({"id": "a", "y": y}), id_col="id", time_col=None)
+    spec = fit_spec(good, "forecast", ["y"], [], [], good.lengths - 8, 1)
+    empty = pd.DataFrame({"id": np.repeat(["a", "b"], 20), "y": np.nan})
+    empty.loc[25, "y"] = 1.0  # id b: one value, no change
+    p = make_panel(empty, id_col="id", time_col=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # was "Degrees of freedom <= 0 for slice"
+        arrays = forecast_arrays(p, spec, p.lengths)
+    assert [a["x"].shape[0] for a in arrays] == [20, 20]
+    assert all(np.isfinite(a["y"]).all() for a in arrays)

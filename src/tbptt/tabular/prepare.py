@@ -438,7 +438,10 @@ def forecast_arrays(
             w[:-1, k:] = 0.5  # covariates count half: they are forecast for the horizon only
         lw = w.copy()
         n = T if n_train is None else max(2, int(n_train[i]))
-        own = np.nanstd(np.diff(zraw[:n], axis=0) / sdc, axis=0) if n > 2 else np.ones(k)
+        d = np.diff(zraw[:n], axis=0) / sdc  # (n - 1, k)
+        some = np.isfinite(d).sum(0) > 1 if n > 2 else np.zeros(k, bool)  # (k,)
+        own = np.ones(k)
+        own[some] = np.nanstd(d[:, some], axis=0)  # a target without changes keeps 1
         own = np.where(np.isfinite(own) & (own > 1e-6), own, 1.0)
         lw[:, :k] *= np.clip(1.0 / own**2, 0.01, 100.0)
         y = np.concatenate([vals, w, lw], 1)
