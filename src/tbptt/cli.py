@@ -24,7 +24,7 @@ EXAMPLES = (
     TRAIN_EXAMPLES
     + """\
   tbptt predict runs/forecast-20250101-120000 --data my.csv --out out.csv --horizon 14
-  tbptt predict runs/series-20250101-120000 --horizon 22
+  tbptt predict runs/forecast-20250101-130000 --horizon 22   # a --task series run
   tbptt generate runs/text-20250101-120000 --prompt "ROMEO:"
   tbptt report runs/text-20250101-120000
   tbptt explain --k1 4 --k2 8                  # a picture of what TBPTT(4, 8) trains
