@@ -100,3 +100,14 @@ def test_a_file_whose_targets_are_all_missing_prepares_without_numpy_warnings():
         arrays = forecast_arrays(p, spec, p.lengths)
     assert [a["x"].shape[0] for a in arrays] == [20, 20]
     assert all(np.isfinite(a["y"]).all() for a in arrays)
+
+
+def test_gaps_and_duplicates_name_a_date_as_written():
+    import pytest
+
+    dates = pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-05", "2024-01-06"])
+    notes = make_panel(pd.DataFrame({"d": dates, "y": 1.0}), id_col=None, time_col="d").notes
+    assert "(first: after 2024-01-02);" in notes, notes
+    dup = pd.DataFrame({"d": dates[[0, 1, 1]], "y": 1.0})
+    with pytest.raises(ValueError, match=r"\(first: 2024-01-02\)\. Which row"):
+        make_panel(dup, id_col=None, time_col="d")
