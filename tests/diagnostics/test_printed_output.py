@@ -1,4 +1,4 @@
-"""``print(suggest(...))`` and ``print(suggest_panel(...))`` show the findings, not the arrays."""
+"""What the diagnostics print: findings in words, not arrays or ``None``."""
 
 from __future__ import annotations
 
@@ -19,3 +19,11 @@ def test_reprs_leave_out_the_acf_arrays_and_the_per_id_results():
     p = suggest_panel(frame, "y", id_col="id")
     assert set(p.per_id) == {"a", "b"}
     assert "array" not in repr(p) and "per_id" not in repr(p) and len(repr(p)) < 300
+
+
+def test_bias_summary_says_when_no_k2_is_within_the_tolerance(capsys):
+    from tbptt.cli import main
+
+    assert main(["bias", "--task", "influence", "--k2s", "1,2"]) == 0
+    out = capsys.readouterr().out
+    assert "relative error <= 0.1: none of those measured" in out and "None" not in out
