@@ -465,6 +465,12 @@ def data_defaults(cfg: Any) -> Any:
     horizon = None
     if task == "forecast":
         horizon = _or(cfg.horizon, min(48, 2 * season) if season > 1 else 12)
+        if cfg.horizon is not None and cfg.horizon > longest:
+            raise ValueError(
+                f"--horizon {cfg.horizon} is longer than the longest sequence ({longest} steps): "
+                f"nothing in the file can train or check forecasts that far. Give --horizon "
+                f"{longest} or less (tbptt predict --horizon forecasts further, recursively)."
+            )
     return replace(
         cfg,
         task=task,
