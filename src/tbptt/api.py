@@ -63,6 +63,12 @@ class Loaded:
         """The ``h`` steps past the end of each sequence: columns ``id, t, yhat``."""
         if isinstance(h, bool) or not isinstance(h, int) or h < 1:
             raise ValueError(f"h must be a positive integer (steps to forecast), got {h!r}.")
+        task = self._predictor().spec.task
+        if task != "forecast":
+            raise ValueError(
+                f"forecast() needs a forecast run; {str(self.path)!r} is a {task} run: "
+                "use predict() for its table."
+            )
         out = self.predict(data, h)
         return out[out["kind"] == "forecast"].drop(columns="kind").reset_index(drop=True)
 
@@ -92,6 +98,13 @@ def load(run: str | Path) -> Loaded:
     from tbptt.train.run import RunFolder, run_dir_of
 
     path = Path(run)
+    if not path.exists():
+        from tbptt.train.checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"run {str(run)!r} does not exist. Pass a run folder (runs/NAME) or a checkpoint "
+            "file (runs/NAME/checkpoints/step-00000100.pt)."
+        )
     ckpt = RunFolder.read(path).model_checkpoint() if path.is_dir() else latest_checkpoint(path)
     payload = load_checkpoint(ckpt)
     names = {f.name for f in fields(RunConfig)}

@@ -112,6 +112,7 @@ def predict_run(
     other = None if own else FileScores(pred, Path(path).name, run_dir)
     h = (horizon or int(cfg.horizon or 0)) if pred.spec.task == "forecast" else 0
     rows, ids = 0, 0
+    methods: list[str] = []  # the horizon guard's choice per sequence (horizon.py)
     partial = target.with_name(target.name + ".partial")  # OUT.csv is replaced when complete
     try:
         with _TableWriter(partial, parquet=target.suffix.lower() in (".parquet", ".pq")) as out_:
@@ -119,6 +120,7 @@ def predict_run(
                 frame = pred.predict_frame(panel, h)
                 out_.write(frame)
                 rows, ids = rows + len(frame), ids + len(panel.ids)
+                methods += getattr(pred, "methods", []) if h else []
                 if other is not None:
                     other.add(panel, frame)
         os.replace(partial, target)
@@ -130,6 +132,13 @@ def predict_run(
     if own and saved is not None and file_digest(resolve_data(cfg.data)) != saved:
         warning = f"WARNING: {cfg.data!r} has changed since the run trained on it; "
         lines.insert(0, warning + "these are not the run's validation scores.")
+    if h and h != int(cfg.horizon or 0) and methods:  # the report's lines are for its horizon
+        used = ["the model's recursion" if m == "model" else m.replace("_", " ") for m in methods]
+        lines.append(
+            f"forecast over {h} steps (the lines above are for the run's {cfg.horizon}): the "
+            f"backtest at {h} steps chose, per sequence: "
+            + ", ".join(f"{m} ({used.count(m)})" for m in sorted(set(used)))
+        )
     if h and ids == 1 and len(pred.spec.targets) == 1:
         values = frame.loc[frame["kind"] == "forecast", "yhat"]
         lines.append(f"forecast ({h} steps): " + " ".join(f"{v:.4g}" for v in values))

@@ -178,9 +178,9 @@ class Predictor:
                 truth = hist[i][o : o + horizon]  # (horizon, k)
                 d = None if direct is None else direct[i]
                 for name, f in candidates(model[i], hist[i][:o], spec.season, d).items():
-                    err = np.nanmean(np.abs(f - truth) / sd) if np.isfinite(truth).any() else np.nan
-                    if np.isfinite(err):
-                        errors[i].setdefault(name, []).append(float(err))
+                    gap = np.abs(f - truth) / sd  # (h, k); NaN where the truth or f is missing
+                    if np.isfinite(gap).any():
+                        errors[i].setdefault(name, []).append(float(np.nanmean(gap)))
         return errors
 
     def _model_forecasts(
