@@ -15,7 +15,7 @@ from tbptt.tabular.file_scores import FileScores
 from tbptt.tabular.guard import fit_guard
 from tbptt.tabular.io import file_digest
 from tbptt.tabular.predict import Predictor
-from tbptt.tabular.refit import chosen_model, run_predictor, run_refit
+from tbptt.tabular.refit import REFIT_ONE_STEP, chosen_model, run_predictor, run_refit
 from tbptt.tabular.report import evaluate_run, write_outputs
 from tbptt.tabular.streamed import panel_blocks
 
@@ -60,9 +60,10 @@ def _refit(
     summary["refit"] = info
     return (
         f"final model: refit on all {info['steps']} steps for {info['updates']} updates "
-        f"({info['seconds']:.1f} s); predict and tbptt.load take one step from it (the horizon "
-        "from the chosen model). The validation scores above are the chosen model's (the "
-        "refit trained on those steps)."
+        f"({info['seconds']:.1f} s); predict and tbptt.load take one step from "
+        f"{'its mean with the chosen model' if REFIT_ONE_STEP == 'average' else 'it'} (the "
+        "horizon from the chosen model). The validation scores above are the chosen model's "
+        "(the refit trained on those steps)."
     )
 
 
