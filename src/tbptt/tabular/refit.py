@@ -153,7 +153,9 @@ def run_refit(cfg: Any, best_update: int, run_dir: Path) -> tuple[torch.nn.Modul
     ac = cfg.activation_checkpointing
     if ac is not None:
         options["checkpoint"] = "sqrt" if ac == "sqrt" else int(ac)
-    quiet = replace(cfg, progress="off", tensorboard="off", patience=None)
+    on_cpu = str(cfg.device) == "cpu" or not torch.cuda.is_available()
+    amp = "off" if on_cpu else cfg.amp  # float32 on a CPU, as the run (which said so once)
+    quiet = replace(cfg, progress="off", tensorboard="off", patience=None, amp=amp)
     trainer = _make_trainer(quiet, job, rule, options, None)
     t0 = time.perf_counter()
     trainer.fit(job.train, None, updates=updates)
