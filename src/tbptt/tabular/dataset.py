@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tbptt.tabular.crossfit import CLASSIFY_FOLDS
 from tbptt.tabular.io import BUILTIN, read_table, split_columns
 from tbptt.tabular.panel import Panel, make_panel
 from tbptt.tabular.prepare import MAX_CATEGORIES, numeric_column
@@ -397,6 +398,33 @@ def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
+def _folds(cfg: Any, task: str) -> int:
+    """Classify: the cross-fitted folds (``crossfit.py``): ``--folds``, else
+    ``CLASSIFY_FOLDS`` unless ``--members`` or ``--val-fraction`` asks for the held-out split
+    (then 1); a --folds that contradicts them, or given for another task, is refused."""
+    k = cfg.folds
+    if task != "classify":
+        if k is not None:
+            raise ValueError(
+                f"--folds {k}: cross-fitted members serve --task classify only (this run is "
+                f"--task {task}); drop --folds."
+            )
+        return 1
+    if k is None:
+        return 1 if cfg.members is not None or cfg.val_fraction is not None else CLASSIFY_FOLDS
+    if k > 1 and cfg.val_fraction is not None:
+        raise ValueError(
+            f"--folds {k} validates out-of-fold, with no held-out fraction; drop --val-fraction "
+            f"{cfg.val_fraction}, or give --folds 1 to hold it out."
+        )
+    if k > 1 and cfg.members not in (None, k):
+        raise ValueError(
+            f"--folds {k} trains one member per fold, but --members is {cfg.members}; drop "
+            f"--members, or give --folds 1 for {cfg.members} members and a held-out split."
+        )
+    return int(k)
+
+
 def data_defaults(cfg: Any) -> Any:
     """``cfg`` with the task and every unset size, length and budget chosen from the data:
     its length, number of sequences and season (see the module doc)."""
@@ -433,14 +461,17 @@ def data_defaults(cfg: Any) -> Any:
             f"--direct-head {cfg.direct_head}: the direct multi-step head serves --task forecast "
             f"only (this run is --task {task}); drop --direct-head."
         )
+    folds = _folds(cfg, task)
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
+    if folds > 1:  # cross-fitted: one member per fold, nothing held out (crossfit.py)
+        members = folds
     if task == "forecast":  # a streamed file: its time cap is better spent on more data
         members = int(_or(cfg.members, 1 if ds.streamed else FORECAST_MEMBERS))
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         if classify:  # few sequences, one target each: many epochs, the best by validation
-            held = _or(cfg.val_fraction, 0.3 if n < 100 else 0.2)  # the run's default split
+            held = 0.0 if folds > 1 else _or(cfg.val_fraction, 0.3 if n < 100 else 0.2)
             budget = classify_budget(lengths, k1, batch, members or 1, held)
         else:
             budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
@@ -465,7 +496,8 @@ def data_defaults(cfg: Any) -> Any:
         clip=_or(cfg.clip, 10.0 if classify else None),
         eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
         patience=_or(cfg.patience, 8 if task == "forecast" else 25 if classify else 12),
-        val_fraction=_or(cfg.val_fraction, 0.3 if classify and n < 100 else None),
+        val_fraction=_or(cfg.val_fraction, 0.3 if classify and n < 100 and folds < 2 else None),
         members=members,
+        folds=folds if classify else None,
         **budget,
     )

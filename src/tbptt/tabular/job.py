@@ -30,6 +30,7 @@ from tbptt.chunk import Chunk
 from tbptt.data import StreamBatcher
 from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
+from tbptt.tabular.crossfit import assign_folds, fold_targets
 from tbptt.tabular.dataset import load_data, patch_size
 from tbptt.tabular.horizon import attach_direct, direct_spread, horizon_mse
 from tbptt.tabular.io import file_digest
@@ -39,6 +40,7 @@ from tbptt.tabular.model import (
     ForecastMetrics,
     RegressMetrics,
     TabularRNN,
+    crossfit_cross_entropy,
     ensemble_cross_entropy,
     ensemble_loss,
     weighted_mse,
@@ -364,9 +366,14 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
             "is streamed, and streaming trains --task forecast only. Use a smaller file."
         )
     labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
+    k = int(cfg.folds or 1) if cfg.task == "classify" else 1
+    folds = assign_folds(labels, k, cfg.seed) if k > 1 else None  # cross-fitted (crossfit.py)
     strata = labels if cfg.task == "classify" else np.zeros(len(labels))
-    val = stratified_val(strata, cfg.val_fraction, cfg.seed)
-    if not val.any() or val.all():
+    # cross-fitted: nothing held out, every sequence trains k - 1 members and validates one
+    val = (
+        np.zeros(len(labels), bool) if k > 1 else stratified_val(strata, cfg.val_fraction, cfg.seed)
+    )
+    if folds is None and (not val.any() or val.all()):
         raise ValueError(
             f"--task {cfg.task}: {len(p.ids)} sequences are too few to hold out a validation "
             "fraction; give more ids."
@@ -386,11 +393,12 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     if cfg.task == "classify":
         index = {c: j for j, c in enumerate(spec.classes)}
         ys = [np.array(index[v], dtype=np.int64) for v in labels]
+        scored = val if folds is None else np.ones(len(val), bool)  # out-of-fold: every one
         counts = np.bincount(
             [int(y) for y, v in zip(ys, val) if not v], minlength=len(spec.classes)
         )
         major = int(np.argmax(counts))
-        truth = np.array([int(y) for y, v in zip(ys, val) if v])
+        truth = np.array([int(y) for y, v in zip(ys, scored) if v])
         members = int(cfg.members or 1)
         metrics: Any = ClassifyMetrics(len(spec.classes), members)
         loss_fn: Any = ensemble_cross_entropy(members) if members > 1 else losses.cross_entropy
@@ -412,7 +420,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn = weighted_mse
         baselines = {}  # the training mean's scores: computed with the model's (report.py)
         ys = [np.nan_to_num(y) for y in ys]
-    return _Parts(
+    parts = _Parts(
         spec=spec,
         train_x=[x for x, v in zip(xs, val) if not v],
         train_y=[y for y, v in zip(ys, val) if not v],
@@ -436,6 +444,25 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         layout="aligned" if cfg.task == "classify" else "packed",
         patched=patch * len(values),
     )
+    return parts if folds is None else _cross_fitted(parts, xs, np.array(ys), folds)
+
+
+def _cross_fitted(parts: _Parts, xs: list[np.ndarray], ys: np.ndarray, folds: np.ndarray) -> _Parts:
+    """Classify parts for a cross-fitted ensemble (``crossfit.py``): every sequence trains the
+    members of the other folds and validates the member of its own, out-of-fold."""
+    k = int(folds.max()) + 1
+    parts.train_x, parts.val_x = list(xs), list(xs)
+    parts.train_y = list(fold_targets(ys, folds, k, held=False))  # (1 + k,) each
+    parts.val_y = list(fold_targets(ys, folds, k, held=True))
+    parts.loss_fn = crossfit_cross_entropy(k)
+    parts.metrics = ClassifyMetrics(len(parts.spec.classes), k)
+    parts.split = {"folds": folds.tolist()}
+    parts.extra["members"] = k
+    parts.desc = (
+        f"{len(xs)} sequences in {k} stratified folds, each member trained on {k - 1} of them; "
+        "validation out-of-fold (each sequence scored by the member that did not train on it)"
+    )
+    return parts
 
 
 def _targets(ys: list[np.ndarray]) -> list[torch.Tensor]:

@@ -1,0 +1,77 @@
+"""Cross-fitted ensembles for classification: how the training sequences are shared out.
+
+A classify run's default (``--folds K``, K = 4) splits the training sequences into K stratified
+folds and trains an :class:`tbptt.tabular.model.Ensemble` of K members side by side on one
+stream: member m's loss is masked to 0 on fold m's sequences, so it learns from the other K-1
+folds. Validation is out-of-fold: every training sequence is scored by the one member that did
+not train on it, so the best checkpoint is chosen on *all* the training sequences (ArrowHead: 36
+instead of the 12 of a 30 % held-out split), and the final model, the K members' class
+probabilities averaged, has learned from every sequence. This is cross-validation turned into
+an ensemble (Krogh & Vedelsby, 1995, "Neural network ensembles, cross validation, and active
+learning", NeurIPS 7: each member trained on the data less one part and validated on that part),
+and, for the out-of-fold scores, cross-fitting (Chernozhukov et al., 2018, "Double/debiased
+machine learning for treatment and structural parameters", The Econometrics Journal 21(1)).
+
+The fold of each sequence travels in its target: a classify target is ``(1 + K,)`` integers,
+the class id then one weight per member (:func:`fold_targets`); the loss
+(:func:`tbptt.tabular.model.crossfit_cross_entropy`) and the metrics
+(:class:`tbptt.tabular.model.ClassifyMetrics`) read the weights, so one loss serves training
+(weights ``fold != m``) and validation (``fold == m``).
+
+>>> folds = assign_folds(np.array(["a", "a", "b", "b", "b", "a"]), 2, seed=0)
+>>> sorted(np.bincount(folds).tolist()), [sorted(folds[[0, 1, 5]]), sorted(folds[[2, 3, 4]])]
+([3, 3], [[0, 0, 1], [0, 1, 1]])
+>>> fold_targets(np.array([2, 0]), np.array([1, 0]), 2, held=False).tolist()
+[[2, 1, 0], [0, 0, 1]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["CLASSIFY_FOLDS", "assign_folds", "fold_targets", "out_of_fold"]
+
+CLASSIFY_FOLDS = 4
+"""Classify: the default number of folds, and so of cross-fitted members (``--folds``)."""
+
+
+def assign_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(N,) fold of each sequence in ``0 .. k-1``: stratified (each class's sequences, in an
+    order drawn from ``seed``, dealt to the folds in turn, continuing from one class to the
+    next, so that the folds' sizes differ by one at most and each class is spread evenly)."""
+    if not 2 <= k <= len(labels):
+        raise ValueError(
+            f"--folds {k}: cross-fitting needs 2 to {len(labels)} folds for {len(labels)} "
+            "sequences; give a smaller --folds, or --folds 1 for one model and a held-out "
+            "--val-fraction."
+        )
+    rng = np.random.default_rng(seed)
+    order = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == c)) for c in pd.unique(labels)]
+    )
+    folds = np.empty(len(labels), dtype=np.int64)
+    folds[order] = np.arange(len(labels)) % k
+    return folds
+
+
+def fold_targets(classes: np.ndarray, folds: np.ndarray, k: int, held: bool) -> np.ndarray:
+    """(N, 1 + k) int64 targets: each sequence's class id, then member m's weight: 1 where m
+    trains on it (``held=False``: the fold is not m's) or scores it (``held=True``: out-of-fold,
+    the fold is m's), else 0."""
+    own = folds[:, None] == np.arange(k)[None, :]  # (N, k)
+    weights = own if held else ~own
+    return np.concatenate([classes[:, None], weights], 1).astype(np.int64)
+
+
+def out_of_fold(logits: np.ndarray, folds: np.ndarray, members: int) -> np.ndarray:
+    """``logits`` (N, members * C) of N sequences -> (N, C): each sequence's class
+    probabilities from the member of its fold (the one that did not train on it).
+
+    >>> out_of_fold(np.array([[0.0, 0.0, 9.0, 0.0]]), np.array([1]), 2).round(3).tolist()
+    [[0.999, 0.0]]
+    """
+    n = len(logits)
+    per = logits.reshape(n, members, -1)[np.arange(n), folds]  # (N, C)
+    e = np.exp(per - per.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
