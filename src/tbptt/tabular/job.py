@@ -367,19 +367,19 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         )
     labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
     k = int(cfg.folds or 1) if cfg.task == "classify" else 1
-    folds = assign_folds(labels, k, cfg.seed) if k > 1 else None  # cross-fitted (crossfit.py)
     strata = labels if cfg.task == "classify" else np.zeros(len(labels))
     # cross-fitted: nothing held out, every sequence trains k - 1 members and validates one
     val = (
         np.zeros(len(labels), bool) if k > 1 else stratified_val(strata, cfg.val_fraction, cfg.seed)
     )
-    if folds is None and (not val.any() or val.all()):
+    if k == 1 and (not val.any() or val.all()):
         raise ValueError(
             f"--task {cfg.task}: {len(p.ids)} sequences are too few to hold out a validation "
             "fraction; give more ids."
         )
     n_train = np.where(val, 0, p.lengths)
     spec = fit_spec(p, cfg.task, ds.targets, ds.features, [], n_train, 1, ds.per_sequence)
+    folds = assign_folds(labels, k, cfg.seed) if k > 1 else None  # cross-fitted (crossfit.py)
     feats = feature_arrays(p.frame, spec)
     patch = patch_size(ds, p.lengths)  # 1 but for long univariate sequences to classify
     norm = _stats_scale(feats, p, spec, val) if cfg.task == "classify" else None
