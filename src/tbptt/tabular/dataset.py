@@ -32,8 +32,11 @@ Defaults (each only where the option is not given):
   level, scale, range and length
   (:func:`tbptt.tabular.prepare.sequence_inputs`); a univariate sequence longer than
   ``PATCH_STEPS`` (32) goes in patches of ``p`` values per recurrent step (:func:`patch_size`),
-  and k1, k2 and the budget count those steps; one model (``--members N``: an ensemble of N
-  sharing the budget); the training sequences are augmented each epoch
+  and k1, k2 and the budget count those steps; a cross-fitted ensemble of ``CLASSIFY_FOLDS``
+  (4) members, each trained on 3 of 4 stratified folds of the sequences and validated on the
+  other, out-of-fold, so nothing is held out (:mod:`tbptt.tabular.crossfit`; ``--folds 1``, or
+  ``--members N`` / ``--val-fraction F``: N models, default 1, and a held-out split); the
+  budget counts every member's steps; the training sequences are augmented each epoch
   (:class:`tbptt.tabular.job.AugmentedStream`);
 - forecast: an ensemble of ``FORECAST_MEMBERS`` (5) models, each with the updates of one, fewer
   where they would not train ``FORECAST_STEPS_PER_RUN`` steps together (one model for a streamed
@@ -352,10 +355,9 @@ def classify_budget(
 
 
 CLASSIFY_MEMBERS = 1
-"""Classify: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`). Members
-share the time budget (each gets ``1 / members`` of the updates one model would where time
-binds); 3 lowered ArrowHead's test accuracy on a loaded 2-core CPU (docs/quality.md), so one
-is the default and ``--members`` the option."""
+"""Classify with a held-out split (``--folds 1``, ``--members``, ``--val-fraction``): models in
+the ensemble unless ``--members`` says (:class:`tbptt.tabular.model.Ensemble`, sharing the step
+budget). The default run is cross-fitted instead (``CLASSIFY_FOLDS`` members)."""
 
 
 FORECAST_MEMBERS = 5

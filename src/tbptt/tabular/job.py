@@ -9,8 +9,9 @@ rather than one per reset (PLAID, 100 to 1,344 steps in patches of 10: about 80 
 took 0.15 s packed and 0.02 s aligned on one core at a load average of about 3), and k2 = k1
 reaches each sequence's first step. Validation comes from the training data only: forecasting
 holds out the last ``val_fraction`` of every sequence (evaluated with the state warmed up by its
-history); classification and per-sequence regression hold out a stratified fraction of the
-sequences.
+history); classification is cross-fitted by default (``crossfit.py``: every sequence trains
+the members of the other folds and is scored out-of-fold by its own fold's member), and with
+``--folds 1`` holds out a stratified fraction of the sequences, as regression does.
 """
 
 from __future__ import annotations

@@ -12,7 +12,9 @@
   predictive uncertainty estimation using deep ensembles", NeurIPS; forecasting's default, as
   in the ensembles of N-BEATS, Oreshkin et al. 2020, and of the M4 Competition's winners).
   Classification: :func:`ensemble_cross_entropy` trains each member on its own loss,
-  :func:`mean_probabilities` is what is scored and predicted. Forecasting:
+  :func:`mean_probabilities` is what is scored and predicted; the default, cross-fitted
+  ensemble (``crossfit.py``) trains member m on the folds but m and validates it on fold m
+  (:func:`crossfit_cross_entropy`, :class:`ClassifyMetrics`). Forecasting:
   :func:`ensemble_loss` trains each member on its own loss, :func:`member_mean` (the members'
   outputs averaged) is what is scored and predicted.
 - :func:`weighted_mse`: targets ``(B, L, 3K)`` hold K values, their K mask weights (0 where a
