@@ -19,8 +19,8 @@ the class id then one weight per member (:func:`fold_targets`); the loss
 (weights ``fold != m``) and validation (``fold == m``).
 
 >>> folds = assign_folds(np.array(["a", "a", "b", "b", "b", "a"]), 2, seed=0)
->>> sorted(np.bincount(folds).tolist()), [sorted(folds[[0, 1, 5]]), sorted(folds[[2, 3, 4]])]
-([3, 3], [[0, 0, 1], [0, 1, 1]])
+>>> np.bincount(folds).tolist(), np.bincount(folds[[0, 1, 5]]).tolist()  # sizes; class a
+([3, 3], [2, 1])
 >>> fold_targets(np.array([2, 0]), np.array([1, 0]), 2, held=False).tolist()
 [[2, 1, 0], [0, 0, 1]]
 """
@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["CLASSIFY_FOLDS", "assign_folds", "fold_targets", "out_of_fold"]
+__all__ = ["CLASSIFY_FOLDS", "assign_folds", "fold_targets"]
 
 CLASSIFY_FOLDS = 4
 """Classify: the default number of folds, and so of cross-fitted members (``--folds``)."""
@@ -62,16 +62,3 @@ def fold_targets(classes: np.ndarray, folds: np.ndarray, k: int, held: bool) -> 
     own = folds[:, None] == np.arange(k)[None, :]  # (N, k)
     weights = own if held else ~own
     return np.concatenate([classes[:, None], weights], 1).astype(np.int64)
-
-
-def out_of_fold(logits: np.ndarray, folds: np.ndarray, members: int) -> np.ndarray:
-    """``logits`` (N, members * C) of N sequences -> (N, C): each sequence's class
-    probabilities from the member of its fold (the one that did not train on it).
-
-    >>> out_of_fold(np.array([[0.0, 0.0, 9.0, 0.0]]), np.array([1]), 2).round(3).tolist()
-    [[0.999, 0.0]]
-    """
-    n = len(logits)
-    per = logits.reshape(n, members, -1)[np.arange(n), folds]  # (N, C)
-    e = np.exp(per - per.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
