@@ -173,6 +173,11 @@ def test_npy_one_series_and_npz_panel(tmp_path):
         ("s,y\na,1\nb,2\n", ["--target", "s", "--id", "s"], "--id 's' is also the --target"),
         ("t,y\n1,1\n2,2\n", ["--target", "y,y"], "--target names 'y' twice"),
         (
+            "label,v0,v1\na,1,2\nb,3,4\n",  # one sequence per row: the fix is said
+            ["--target", "label", "--task", "classify"],
+            "without --id the file is one sequence. Give --id COL (long format: one row per step)",
+        ),
+        (
             "i,y\n" + "".join(f"{i},{'' if i in (2, 5) else 'ab'[i % 2]}\n" for i in range(20)),
             ["--target", "y", "--id", "i", "--task", "classify"],
             "is missing in 2 of 20 sequences (first: id 2)",

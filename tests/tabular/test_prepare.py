@@ -175,7 +175,7 @@ def test_dataset_infers_the_task_and_refuses_bad_columns(tmp_path):
                 task="auto",
             )
         )
-    with pytest.raises(ValueError, match="--task classify: --target 'x' changes within a sequence"):
+    with pytest.raises(ValueError, match="--task classify: --target 'x' changes within an id of"):
         DataSet(
             SimpleNamespace(
                 data=str(path),

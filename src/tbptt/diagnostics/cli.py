@@ -146,6 +146,13 @@ def suggest_parser(subparsers: Any) -> argparse.ArgumentParser:
         "data", metavar="DATA", help="a CSV/text, Parquet or .npy file, or a built-in name"
     )
     p.add_argument("--column", help="CSV column (index or header name); default the last")
+    p.add_argument(
+        "--id",
+        dest="id_col",
+        help="column naming each sequence of a long-format panel: each id is analysed on its "
+        "own and the suggestion is what they agree on",
+    )
+    p.add_argument("--time", dest="time_col", help="column to sort by (within each id)")
     p.add_argument("--max-lag", type=_positive, help="longest lag considered (default n/2 - 1)")
     p.add_argument("--alpha", type=_probability, default=0.05, help="1 - confidence of the bands")
     p.add_argument("--plot", type=Path, help="write the ACF/PACF plot here (PNG or SVG)")
@@ -162,7 +169,12 @@ def suggest_command(args: argparse.Namespace) -> int:
         column = int(column)
     try:
         check_output(args.plot, "--plot")
-        series = load_series(args.data, column=column)
+        if args.id_col is not None:
+            return _suggest_panel(args, column)
+        if args.time_col is not None:
+            series = _sorted_series(args, column)
+        else:
+            series = load_series(args.data, column=column)
         n = len(series)
         if n < 16:
             return _fail(
@@ -184,6 +196,70 @@ def suggest_command(args: argparse.Namespace) -> int:
         print(s.summary())
     if args.plot:
         s.plot(args.plot, title=f"{args.data}: ACF")
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _table(args: argparse.Namespace, column: int | str | None) -> tuple[Any, str]:
+    """``DATA`` read as ``tbptt train --data`` reads it, and the name of the column of values:
+    ``--column`` (a name or an index), else the last numeric column besides --id and --time."""
+    from tbptt.tabular.io import read_table
+
+    flag = "--id" if args.id_col is not None else "--time"
+    if not Path(args.data).is_file():
+        raise FileNotFoundError(
+            f"{flag} needs DATA to be a table file; {args.data!r} is not a file."
+        )
+    frame = read_table(Path(args.data))
+    if isinstance(column, int):
+        if not -frame.shape[1] <= column < frame.shape[1]:
+            raise ValueError(
+                f"--column {column} is out of range: {args.data!r} has {frame.shape[1]} columns; "
+                "give an index or a header name."
+            )
+        return frame, str(frame.columns[column])
+    if column is not None:
+        return frame, column
+    roles = {args.id_col, args.time_col}
+    numeric = [c for c in frame.select_dtypes("number").columns if c not in roles]
+    if not numeric:
+        raise ValueError(f"{args.data!r} has no numeric column besides {flag}; give --column.")
+    return frame, str(numeric[-1])
+
+
+def _sorted_series(args: argparse.Namespace, column: int | str | None) -> Any:
+    """``--time`` without ``--id``: the column of values as one sequence in time order."""
+    import pandas as pd
+
+    from tbptt.diagnostics.suggest import _as_1d
+    from tbptt.tabular.panel import make_panel
+
+    frame, name = _table(args, column)
+    if name not in frame.columns or name == args.time_col:
+        raise ValueError(
+            f"--column {name!r}: not a column of values in {args.data!r} "
+            f"(columns: {', '.join(map(str, frame.columns))})."
+        )
+    panel = make_panel(frame, id_col=None, time_col=args.time_col)
+    return _as_1d(pd.to_numeric(panel.frame[name], errors="coerce"))
+
+
+def _suggest_panel(args: argparse.Namespace, column: int | str | None) -> int:
+    """``suggest FILE --id COL [--time COL]``: each id on its own, then what they agree on."""
+    from tbptt.diagnostics.panel_suggest import suggest_panel
+
+    frame, name = _table(args, column)
+    s = suggest_panel(
+        frame,
+        name,
+        id_col=args.id_col,
+        time_col=args.time_col,
+        max_lag=args.max_lag,
+        alpha=args.alpha,
+    )
+    print(json.dumps(s.as_json()) if args.json else s.summary())
+    if args.plot:
+        s.plot(args.plot, title=f"{args.data}: ACF of each id")
         print(f"plot: {args.plot}")
     return 0
 

@@ -349,16 +349,18 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
 
 
 def _is_table_file(path: Path) -> bool:
-    """Parquet, NumPy, compressed or ``;``-separated files: read as ``tbptt train --data``
+    """Parquet, Feather, JSON, Excel, NumPy, compressed or ``;``-separated files: read as ``tbptt train --data``
     reads them (pandas, pyarrow); plain CSV and text files by the strict reader below."""
-    from tbptt.tabular.io import _COMPRESSED
+    from tbptt.tabular.io import _COMPRESSED, _READERS
 
     suffixes = [x.lower() for x in path.suffixes[-2:]]
-    if suffixes and suffixes[-1] in (".parquet", ".pq", ".npy", ".npz", *_COMPRESSED):
+    if suffixes and suffixes[-1] in (*_READERS, ".npy", ".npz", *_COMPRESSED):
         return True
     with open(path, "rb") as f:
-        first = f.readline(4096)
-    return b";" in first and b"," not in first
+        head = f.read(4096)
+    first = head.split(b"\n", 1)[0]
+    quoted = b'"' in head and b"\0" not in head  # a text table quoting "1,234.5"
+    return (b";" in first and b"," not in first) or quoted
 
 
 def _table_column(path: Path, column: int | str | None, name: str) -> np.ndarray:

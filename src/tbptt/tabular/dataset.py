@@ -114,10 +114,7 @@ class DataSet:
             self.task == "regress" and self._constant_within_ids()
         )
         if self.task == "classify" and not self._constant_within_ids():
-            raise ValueError(
-                f"--task classify: --target {self.targets[0]!r} changes within a sequence; a "
-                "label is one value per id. Use --task regress or --task forecast."
-            )
+            raise ValueError(_label_changes(self.targets[0], self.panel.id_col))
 
     def _default_features(self, df: pd.DataFrame, columns: list[str]) -> list[str]:
         """Every column but the target, id and time, less dates (not given as --time) and text
@@ -157,6 +154,22 @@ class DataSet:
             not pd.api.types.is_float_dtype(col) or (col.dropna() % 1 == 0).all()
         )
         return "classify" if not pd.api.types.is_numeric_dtype(col) or few else "regress"
+
+
+def _label_changes(target: str, id_col: str | None) -> str:
+    """The message for a class label that changes within a sequence (one without ``--id``:
+    the whole file), with the fix for a file that holds one sequence per row."""
+    if id_col is not None:
+        return (
+            f"--task classify: --target {target!r} changes within an id of --id {id_col!r}; a "
+            "label is one value per id. Use --task regress or --task forecast."
+        )
+    return (
+        f"--task classify: --target {target!r} changes from row to row, and without --id the "
+        "file is one sequence. Give --id COL (long format: one row per step); for one sequence "
+        "per row with its steps in columns, write it long first: df.melt(id_vars=["
+        f"{target!r}], var_name='t', ignore_index=False).rename_axis('id').reset_index()."
+    )
 
 
 def _check_roles(roles: dict[str, list[str]]) -> None:
@@ -388,7 +401,7 @@ def patch_size(ds: DataSet, lengths: np.ndarray) -> int:
     fewer (ArrowHead's 251 steps: 8; ACSF1's 1,460: 46; PLAID's 100 to 1,344, median 300: 10,
     so its longest takes 135 steps, and a short one still a few); otherwise 1."""
     frame = ds.panel.frame
-    if ds.task != "classify" or len(ds.features) != 1:
+    if not ds.per_sequence or len(ds.features) != 1:
         return 1
     if not pd.api.types.is_numeric_dtype(frame[ds.features[0]]):
         return 1
@@ -442,17 +455,15 @@ def data_defaults(cfg: Any) -> Any:
     k2_default = None
     if task == "forecast":
         k1_default = int(np.clip(2 * season, 16, 64))
-    elif task == "classify":  # aligned: each sequence starts a chunk of its longest's steps,
+    elif ds.per_sequence:  # aligned: each sequence starts a chunk of its longest's steps,
         k1_default = min(longest, 1024)  # so k2 = k1 backpropagates through the whole of it
         k2_default = k1_default + (k1_default if longest > k1_default else 0)
-    elif ds.per_sequence:  # the loss sits at each sequence's last step: backpropagate through
-        k1_default = min(longest, 1024)  # the whole sequence (k2 - k1 >= its length)
-        k2_default = k1_default + min(longest, 1024)
     else:
         k1_default = min(64, longest)
     k1 = _or(cfg.k1, k1_default)
     batch = _or(cfg.batch_size, int(np.clip(n // 4, min(n, 4), 32)))
     classify = task == "classify"
+    whole = ds.per_sequence  # one target per sequence (classify, or regress per sequence)
     if task == "regress" and cfg.members not in (None, 1):
         raise ValueError(
             f"--members {cfg.members}: an ensemble serves --task classify and forecast only "
@@ -472,7 +483,7 @@ def data_defaults(cfg: Any) -> Any:
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
-        if classify:  # few sequences, one target each: many epochs, the best by validation
+        if whole:  # few sequences, one target each: many epochs, the best by validation
             held = 0.0 if folds > 1 else _or(cfg.val_fraction, 0.3 if n < 100 else 0.2)
             budget = classify_budget(lengths, k1, batch, members or 1, held)
         else:
@@ -495,10 +506,10 @@ def data_defaults(cfg: Any) -> Any:
         k2=_or(cfg.k2, k2_default if cfg.k1 is None and k2_default else k1),
         batch_size=batch,
         lr=_or(cfg.lr, 2e-3 if task == "regress" else 5e-3),
-        clip=_or(cfg.clip, 10.0 if classify else None),
+        clip=_or(cfg.clip, 10.0 if whole else None),
         eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
-        patience=_or(cfg.patience, 8 if task == "forecast" else 25 if classify else 12),
-        val_fraction=_or(cfg.val_fraction, 0.3 if classify and n < 100 and folds < 2 else None),
+        patience=_or(cfg.patience, 8 if task == "forecast" else 25 if whole else 12),
+        val_fraction=_or(cfg.val_fraction, 0.3 if whole and n < 100 and folds < 2 else None),
         members=members,
         folds=folds if classify else None,
         **budget,

@@ -435,6 +435,8 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         extra=(
             {"readout": "pool", "patch": patch, "members": int(cfg.members or 1), "norm": norm}
             if cfg.task == "classify"
+            else {"readout": "pool", "patch": patch}
+            if ds.per_sequence
             else {}
         ),
         desc=f"{int((~val).sum())} training and {int(val.sum())} validation sequences",
@@ -442,7 +444,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         augment=np.concatenate([np.tile(values, patch), stats])
         if cfg.task == "classify"
         else None,  # (p F + S,)
-        layout="aligned" if cfg.task == "classify" else "packed",
+        layout="aligned" if ds.per_sequence else "packed",
         patched=patch * len(values),
     )
     return parts if folds is None else _cross_fitted(parts, xs, np.array(ys), folds)

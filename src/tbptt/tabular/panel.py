@@ -120,9 +120,11 @@ def _parse_dates(col: pd.Series, notes: list[str]) -> pd.Series:
 
 def make_panel(df: pd.DataFrame, *, id_col: str | None, time_col: str | None) -> Panel:
     """Group ``df`` by ``id_col`` (first appearance order) and sort by ``time_col`` within ids."""
+    from tbptt.tabular.io import no_column
+
     for flag, col in (("--id", id_col), ("--time", time_col)):
         if col is not None and col not in df.columns:
-            raise ValueError(f"{flag} {col!r}: no such column (columns: {', '.join(df.columns)}).")
+            raise ValueError(f"{flag} {col!r}: {no_column(col, [str(c) for c in df.columns])}")
     df = df.copy()
     notes: list[str] = []
     if time_col is not None:
