@@ -232,3 +232,24 @@ def test_predict_refuses_a_horizon_below_one(forecast_run, tmp_path, capsys):
         "own horizon.\n"
     )
     assert not out.exists()
+
+
+def test_load_predict_takes_numbers_as_text_and_refuses_what_it_cannot_read(forecast_run):
+    import warnings
+
+    import tbptt
+
+    model = tbptt.load(forecast_run)
+    df = forecast_panel(3, seed=0)
+    as_text = df.assign(y=df["y"].map(repr))  # numbers held as strings, as JSON or Excel give
+    pd.testing.assert_frame_equal(model.predict(as_text), model.predict(df))
+    with pytest.raises(ValueError, match=r"--target 'y' is not numeric \(e.g. 'abc'"):
+        model.predict(df.assign(y="abc"))
+    with pytest.raises(ValueError, match="data has no rows"):
+        model.predict(df.iloc[:0])
+    with pytest.raises(TypeError, match="data must be a file path or a pandas DataFrame"):
+        model.predict(np.zeros((3, 3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no target values at all: predicted without a warning
+        out = model.predict(df.assign(y=np.nan), horizon=0)
+    assert len(out) == len(df)

@@ -13,6 +13,8 @@ uses that one instead (``horizon.py``; the choice per sequence is :attr:`Predict
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,11 +58,18 @@ class Predictor:
         self.methods: list[str] = []  # per sequence: the last forecast's method (horizon.py)
         self.direct = int(extra.get("direct", 0))  # steps of the direct head (0: none)
 
-    def panel(self, data: str | pd.DataFrame) -> Panel:
+    def panel(self, data: str | Path | pd.DataFrame) -> Panel:
         """A file path or DataFrame as the run's panel (its --id/--time columns)."""
         from tbptt.tabular.io import read_table
 
-        df = read_table(data) if not isinstance(data, pd.DataFrame) else data.copy()
+        if not isinstance(data, (str, os.PathLike, pd.DataFrame)):
+            raise TypeError(
+                f"data must be a file path or a pandas DataFrame in long format, got "
+                f"{type(data).__name__}; wrap arrays in a DataFrame with the run's columns."
+            )
+        df = data.copy() if isinstance(data, pd.DataFrame) else read_table(Path(data))
+        if df.empty:
+            raise ValueError("data has no rows; give the sequences to predict.")
         df.columns = [str(c) for c in df.columns]
         need = [
             c

@@ -26,6 +26,7 @@ a long univariate sequence to classify is fed in patches of ``p`` steps (:func:`
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -95,11 +96,14 @@ def numeric_column(df: pd.DataFrame, col: str, flag: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(s):
         s = s.astype(float)
     if not pd.api.types.is_numeric_dtype(s):
-        bad = s[pd.to_numeric(s, errors="coerce").isna() & s.notna()]
-        raise ValueError(
-            f"{flag} {col!r} is not numeric (e.g. {str(bad.iloc[0])!r} at data row "
-            f"{int(bad.index[0])}). Give a numeric column, or use --task classify for labels."
-        )
+        numbers = pd.to_numeric(s, errors="coerce")  # numbers held as text ("10.5") are numbers
+        bad = s[numbers.isna() & s.notna()]
+        if len(bad):
+            raise ValueError(
+                f"{flag} {col!r} is not numeric (e.g. {str(bad.iloc[0])!r} at data row "
+                f"{int(bad.index[0])}). Give a numeric column, or use --task classify for labels."
+            )
+        s = numbers
     v = s.to_numpy(dtype=np.float64)
     inf = np.isinf(v)
     if inf.any():
@@ -438,7 +442,9 @@ def forecast_arrays(
             w[:-1, k:] = 0.5  # covariates count half: they are forecast for the horizon only
         lw = w.copy()
         n = T if n_train is None else max(2, int(n_train[i]))
-        own = np.nanstd(np.diff(zraw[:n], axis=0) / sdc, axis=0) if n > 2 else np.ones(k)
+        with warnings.catch_warnings():  # a target without values here: NaN, set to 1 below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            own = np.nanstd(np.diff(zraw[:n], axis=0) / sdc, axis=0) if n > 2 else np.ones(k)
         own = np.where(np.isfinite(own) & (own > 1e-6), own, 1.0)
         lw[:, :k] *= np.clip(1.0 / own**2, 0.01, 100.0)
         y = np.concatenate([vals, w, lw], 1)
