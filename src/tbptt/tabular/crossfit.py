@@ -27,10 +27,14 @@ the class id then one weight per member (:func:`fold_targets`); the loss
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["CLASSIFY_FOLDS", "assign_folds", "fold_targets"]
+from tbptt.tabular.model import ClassifyMetrics, crossfit_cross_entropy
+
+__all__ = ["CLASSIFY_FOLDS", "assign_folds", "choose_folds", "cross_fitted", "fold_targets"]
 
 CLASSIFY_FOLDS = 4
 """Classify: the default number of folds, and so of cross-fitted members (``--folds``). Against
@@ -65,3 +69,50 @@ def fold_targets(classes: np.ndarray, folds: np.ndarray, k: int, held: bool) -> 
     own = folds[:, None] == np.arange(k)[None, :]  # (N, k)
     weights = own if held else ~own
     return np.concatenate([classes[:, None], weights], 1).astype(np.int64)
+
+
+def choose_folds(cfg: Any, task: str) -> int:
+    """The folds of a run (``data_defaults``): classify: ``--folds``, else
+    ``CLASSIFY_FOLDS`` unless ``--members`` or ``--val-fraction`` asks for the held-out split
+    (then 1); a --folds that contradicts them, or given for another task, is refused."""
+    k = cfg.folds
+    if task != "classify":
+        if k is not None:
+            raise ValueError(
+                f"--folds {k}: cross-fitted members serve --task classify only (this run is "
+                f"--task {task}); drop --folds."
+            )
+        return 1
+    if k is None:
+        return 1 if cfg.members is not None or cfg.val_fraction is not None else CLASSIFY_FOLDS
+    if k > 1 and cfg.val_fraction is not None:
+        raise ValueError(
+            f"--folds {k} validates out-of-fold, with no held-out fraction; drop --val-fraction "
+            f"{cfg.val_fraction}, or give --folds 1 to hold it out."
+        )
+    if k > 1 and cfg.members not in (None, k):
+        raise ValueError(
+            f"--folds {k} trains one member per fold, but --members is {cfg.members}; drop "
+            f"--members, or give --folds 1 for {cfg.members} members and a held-out split."
+        )
+    return int(k)
+
+
+def cross_fitted(parts: Any, xs: list[np.ndarray], ys: np.ndarray, folds: np.ndarray) -> Any:
+    """A classify job's parts (``tbptt.tabular.job``: its sequences ``xs``, class ids ``ys``
+    (N,)) made cross-fitted: every sequence trains the members of the other folds and
+    validates the member of its own, out-of-fold; the loss, metrics, split and description
+    say so."""
+    k = int(folds.max()) + 1
+    parts.train_x, parts.val_x = list(xs), list(xs)
+    parts.train_y = list(fold_targets(ys, folds, k, held=False))  # (1 + k,) each
+    parts.val_y = list(fold_targets(ys, folds, k, held=True))
+    parts.loss_fn = crossfit_cross_entropy(k)
+    parts.metrics = ClassifyMetrics(len(parts.spec.classes), k)
+    parts.split = {"folds": folds.tolist()}
+    parts.extra["members"] = k
+    parts.desc = (
+        f"{len(xs)} sequences in {k} stratified folds, each member trained on {k - 1} of them; "
+        "validation out-of-fold (each sequence scored by the member that did not train on it)"
+    )
+    return parts

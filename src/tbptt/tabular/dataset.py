@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tbptt.tabular.crossfit import CLASSIFY_FOLDS
+from tbptt.tabular.crossfit import choose_folds
 from tbptt.tabular.io import BUILTIN, read_table, split_columns
 from tbptt.tabular.panel import Panel, make_panel
 from tbptt.tabular.prepare import MAX_CATEGORIES, numeric_column
@@ -415,33 +415,6 @@ def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _folds(cfg: Any, task: str) -> int:
-    """Classify: the cross-fitted folds (``crossfit.py``): ``--folds``, else
-    ``CLASSIFY_FOLDS`` unless ``--members`` or ``--val-fraction`` asks for the held-out split
-    (then 1); a --folds that contradicts them, or given for another task, is refused."""
-    k = cfg.folds
-    if task != "classify":
-        if k is not None:
-            raise ValueError(
-                f"--folds {k}: cross-fitted members serve --task classify only (this run is "
-                f"--task {task}); drop --folds."
-            )
-        return 1
-    if k is None:
-        return 1 if cfg.members is not None or cfg.val_fraction is not None else CLASSIFY_FOLDS
-    if k > 1 and cfg.val_fraction is not None:
-        raise ValueError(
-            f"--folds {k} validates out-of-fold, with no held-out fraction; drop --val-fraction "
-            f"{cfg.val_fraction}, or give --folds 1 to hold it out."
-        )
-    if k > 1 and cfg.members not in (None, k):
-        raise ValueError(
-            f"--folds {k} trains one member per fold, but --members is {cfg.members}; drop "
-            f"--members, or give --folds 1 for {cfg.members} members and a held-out split."
-        )
-    return int(k)
-
-
 def data_defaults(cfg: Any) -> Any:
     """``cfg`` with the task and every unset size, length and budget chosen from the data:
     its length, number of sequences and season (see the module doc)."""
@@ -476,7 +449,7 @@ def data_defaults(cfg: Any) -> Any:
             f"--direct-head {cfg.direct_head}: the direct multi-step head serves --task forecast "
             f"only (this run is --task {task}); drop --direct-head."
         )
-    folds = _folds(cfg, task)
+    folds = choose_folds(cfg, task)
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
     if folds > 1:  # cross-fitted: one member per fold, nothing held out (crossfit.py)
         members = folds

@@ -31,7 +31,7 @@ from tbptt.chunk import Chunk
 from tbptt.data import StreamBatcher
 from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
-from tbptt.tabular.crossfit import assign_folds, fold_targets
+from tbptt.tabular.crossfit import assign_folds, cross_fitted
 from tbptt.tabular.dataset import load_data, patch_size
 from tbptt.tabular.horizon import attach_direct, direct_spread, horizon_mse
 from tbptt.tabular.io import file_digest
@@ -41,7 +41,6 @@ from tbptt.tabular.model import (
     ForecastMetrics,
     RegressMetrics,
     TabularRNN,
-    crossfit_cross_entropy,
     ensemble_cross_entropy,
     ensemble_loss,
     weighted_mse,
@@ -447,25 +446,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         layout="aligned" if ds.per_sequence else "packed",
         patched=patch * len(values),
     )
-    return parts if folds is None else _cross_fitted(parts, xs, np.array(ys), folds)
-
-
-def _cross_fitted(parts: _Parts, xs: list[np.ndarray], ys: np.ndarray, folds: np.ndarray) -> _Parts:
-    """Classify parts for a cross-fitted ensemble (``crossfit.py``): every sequence trains the
-    members of the other folds and validates the member of its own, out-of-fold."""
-    k = int(folds.max()) + 1
-    parts.train_x, parts.val_x = list(xs), list(xs)
-    parts.train_y = list(fold_targets(ys, folds, k, held=False))  # (1 + k,) each
-    parts.val_y = list(fold_targets(ys, folds, k, held=True))
-    parts.loss_fn = crossfit_cross_entropy(k)
-    parts.metrics = ClassifyMetrics(len(parts.spec.classes), k)
-    parts.split = {"folds": folds.tolist()}
-    parts.extra["members"] = k
-    parts.desc = (
-        f"{len(xs)} sequences in {k} stratified folds, each member trained on {k - 1} of them; "
-        "validation out-of-fold (each sequence scored by the member that did not train on it)"
-    )
-    return parts
+    return parts if folds is None else cross_fitted(parts, xs, np.array(ys), folds)
 
 
 def _targets(ys: list[np.ndarray]) -> list[torch.Tensor]:
