@@ -24,10 +24,12 @@ __all__ = ["Loaded", "load"]
 
 
 class Loaded:
-    """A trained run: ``model`` (eval mode), ``config`` (its RunConfig), ``path`` (its folder)."""
+    """A trained run: ``model`` (eval mode), ``config`` (its RunConfig), ``path`` (its folder),
+    ``refit`` (whether ``model`` is the run's refit on every step, ``tbptt.tabular.refit``)."""
 
     def __init__(self, model: nn.Module, config: Any, extra: dict[str, Any], path: Path) -> None:
         self.model, self.config, self.extra, self.path = model, config, extra, path
+        self.refit = False  # a forecast run's refit on every step (``--refit on``)
 
     def _predictor(self) -> Any:
         if self.config.data is None:
@@ -35,10 +37,9 @@ class Loaded:
                 f"run {str(self.path)!r} is a {self.config.task} run, not trained with --data; "
                 "predict() and forecast() serve --data runs (text runs: generate())."
             )
-        from tbptt.tabular.guard import OneStepGuard
-        from tbptt.tabular.predict import Predictor
+        from tbptt.tabular.refit import run_predictor
 
-        return Predictor(self.model, self.config, self.extra, OneStepGuard.read(self.path))
+        return run_predictor(self.model, self.config, self.extra, self.path, self.refit)
 
     def predict(
         self, data: str | Path | pd.DataFrame | None = None, horizon: int | None = None
@@ -62,6 +63,12 @@ class Loaded:
         """The ``h`` steps past the end of each sequence: columns ``id, t, yhat``."""
         if isinstance(h, bool) or not isinstance(h, int) or h < 1:
             raise ValueError(f"h must be a positive integer (steps to forecast), got {h!r}.")
+        task = self._predictor().spec.task
+        if task != "forecast":
+            raise ValueError(
+                f"forecast() needs a forecast run; {str(self.path)!r} is a {task} run: "
+                "use predict() for its table."
+            )
         out = self.predict(data, h)
         return out[out["kind"] == "forecast"].drop(columns="kind").reset_index(drop=True)
 
@@ -82,20 +89,35 @@ class Loaded:
 
 
 def load(run: str | Path) -> Loaded:
-    """The trained model of a run folder (its best checkpoint by validation, else the newest)
-    or of a checkpoint file, with its preparation."""
+    """The trained model of a run folder (its best checkpoint by validation, else the newest;
+    a forecast run trained with ``--refit on``: its refit on every step) or of a checkpoint
+    file, with its preparation."""
     from tbptt.train.checkpoint import latest_checkpoint, load_checkpoint
     from tbptt.train.config import RunConfig
     from tbptt.train.jobs import build_model
     from tbptt.train.run import RunFolder, run_dir_of
 
     path = Path(run)
+    if not path.exists():
+        from tbptt.train.checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"run {str(run)!r} does not exist. Pass a run folder (runs/NAME) or a checkpoint "
+            "file (runs/NAME/checkpoints/step-00000100.pt)."
+        )
     ckpt = RunFolder.read(path).model_checkpoint() if path.is_dir() else latest_checkpoint(path)
     payload = load_checkpoint(ckpt)
     names = {f.name for f in fields(RunConfig)}
     cfg = RunConfig(**{k: v for k, v in (payload.get("config") or {}).items() if k in names})
     extra = payload.get("extra") or {}
     model = build_model(cfg, extra)
-    model.load_state_dict(payload["model"])
+    refit = None
+    if path.is_dir() and cfg.data is not None:  # a forecast run refit on every step
+        from tbptt.tabular.refit import refit_weights
+
+        refit = refit_weights(path)
+    model.load_state_dict(payload["model"] if refit is None else refit)
     model.eval()
-    return Loaded(model, cfg, extra, run_dir_of(ckpt))
+    loaded = Loaded(model, cfg, extra, run_dir_of(ckpt))
+    loaded.refit = refit is not None
+    return loaded

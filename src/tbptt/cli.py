@@ -24,7 +24,7 @@ EXAMPLES = (
     TRAIN_EXAMPLES
     + """\
   tbptt predict runs/forecast-20250101-120000 --data my.csv --out out.csv --horizon 14
-  tbptt predict runs/series-20250101-120000 --horizon 22
+  tbptt predict runs/forecast-20250101-130000 --horizon 22   # a --task series run
   tbptt generate runs/text-20250101-120000 --prompt "ROMEO:"
   tbptt report runs/text-20250101-120000
   tbptt explain --k1 4 --k2 8                  # a picture of what TBPTT(4, 8) trains
@@ -50,7 +50,7 @@ def generate_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
         help="sample text from a trained character model",
-        description="Sample text from the newest checkpoint of a text run.",
+        description="Sample text from a text run (its best checkpoint by validation).",
     )
     p.add_argument("run", metavar="RUN", help="run folder (runs/NAME) or checkpoint file")
     p.add_argument("--prompt", default="\n", help="text to start from (default: a newline)")
@@ -86,9 +86,10 @@ def predict_parser(sub: Any) -> argparse.ArgumentParser:
         "predict",
         help="one-step predictions and a forecast from a trained series model",
         description=(
-            "Run the newest checkpoint of a series run over its series (state carried from the "
-            "start), print its validation errors next to the naive baselines and a forecast, "
-            "and write predictions.csv / predictions.png to the run folder."
+            "Run the best checkpoint (by validation) of a series or --data run over its data "
+            "(state carried from the start), print its validation errors next to the "
+            "baselines and a forecast, and write predictions.csv / predictions.png to the run "
+            "folder (--data FILE --out OUT.csv: any file)."
         ),
     )
     p.add_argument("run", metavar="RUN", help="run folder (runs/NAME) or checkpoint file")
@@ -128,8 +129,11 @@ def predict_command(args: argparse.Namespace) -> int:
         model, cfg, extra, run_dir = _load_run(args.run)
         if cfg.data is not None:
             from tbptt.tabular.commands import predict_run
+            from tbptt.tabular.refit import FILE as REFIT
 
-            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, args.horizon or 0))
+            refit = Path(args.run).is_dir() and (run_dir / REFIT).is_file()  # --refit on
+            h = args.horizon or 0
+            print(predict_run(model, cfg, extra, run_dir, args.data, args.out, h, refit))
             return 0
         if cfg.task != "series":
             raise ValueError(f"{args.run} is a {cfg.task} run; use `tbptt generate` for text.")

@@ -172,6 +172,13 @@ def test_npy_one_series_and_npz_panel(tmp_path):
         ("t,y\n2020-01-01,1\n3,2\n", ["--target", "y", "--time", "t"], "'3' (data row 1) is"),
         ("s,y\na,1\nb,2\n", ["--target", "s", "--id", "s"], "--id 's' is also the --target"),
         ("t,y\n1,1\n2,2\n", ["--target", "y,y"], "--target names 'y' twice"),
+        ("t,y,u\n1,1,2\n2,2,3\n", ["--target", "y", "--features", "u,u"], "--features names 'u'"),
+        ("t,y,u\n1,1,2\n2,2,3\n", ["--target", "y", "--known", "u, u"], "--known names 'u' twice"),
+        (
+            "y\n" + "".join(f"{v}\n" for v in range(30)),
+            ["--target", "y", "--horizon", "100000"],
+            "--horizon 100000 is longer than the longest sequence (30 steps)",
+        ),
         (
             "label,v0,v1\na,1,2\nb,3,4\n",  # one sequence per row: the fix is said
             ["--target", "label", "--task", "classify"],

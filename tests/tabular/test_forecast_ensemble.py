@@ -170,6 +170,9 @@ def test_an_ensemble_run_resumes_bit_for_bit(tmp_path):
     full, part = (json.loads((runs / n / "summary.json").read_text()) for n in ("full", "part"))
     assert part["result"]["updates"] == 12
     assert part["val"] == full["val"]
+    if full.get("refit"):  # the refit of the 8-update run is set aside, trained anew at 12
+        assert part["refit"] == {**full["refit"], "seconds": part["refit"]["seconds"]}
+        assert len(list((runs / "part").glob("refit-best-*.pt"))) == 1
     a, b = tbptt.load(runs / "full").model, tbptt.load(runs / "part").model
     for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), name

@@ -94,7 +94,8 @@ class BiasReport:
         rows.append(f"{'k2':>6} {'cosine':>9} {'rel.err':>9}")
         for k, c, e in zip(self.k2s, self.cosine, self.relative_error):
             rows.append(f"{k:>6} {c:>9.4f} {e:>9.4f}")
-        rows.append(f"smallest k2 with relative error <= {self.tolerance:g}: {self.smallest_k2}")
+        best = self.smallest_k2 if self.smallest_k2 is not None else "none of those measured"
+        rows.append(f"smallest k2 with relative error <= {self.tolerance:g}: {best}")
         if self.wrong_sign:
             rows.append(f"wrong sign (cosine < 0) for k2 in {self.wrong_sign}")
         if self.reach is not None:

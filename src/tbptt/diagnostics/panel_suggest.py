@@ -43,13 +43,14 @@ MIN_VALUES = 16
 
 @dataclass
 class PanelSuggestion:
-    """What :func:`suggest_panel` found: the ids' agreement, and each analysed id's own."""
+    """What :func:`suggest_panel` found: the ids' agreement, and each analysed id's own
+    (``per_id``, left out of the ``repr``; ``summary()`` is the report)."""
 
     column: str
     memory: int  # median PACF memory over the analysed ids
     periods: list[int]  # shared by at least half of them, the most shared first
     shares: list[float]  # the fraction of analysed ids that found each period
-    per_id: dict[Any, Suggestion] = field(default_factory=dict)
+    per_id: dict[Any, Suggestion] = field(default_factory=dict, repr=False)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> number of ids
 
     @property

@@ -48,13 +48,14 @@ BUILTIN_SERIES = {
 
 @dataclass
 class Suggestion:
-    """What :func:`suggest` found. Lags and periods are in steps of the series."""
+    """What :func:`suggest` found. Lags and periods are in steps of the series. Its ``repr``
+    leaves out the ACF/PACF arrays (``s.acf`` ... hold them; ``s.summary()`` is the report)."""
 
     n: int  # length of the series
-    acf: np.ndarray  # (max_lag + 1,) acf[0] = 1
-    acf_confint: np.ndarray  # (max_lag + 1, 2) Bartlett band around acf
-    pacf: np.ndarray  # (pacf_lags + 1,)
-    pacf_confint: np.ndarray  # (pacf_lags + 1, 2)
+    acf: np.ndarray = field(repr=False)  # (max_lag + 1,) acf[0] = 1
+    acf_confint: np.ndarray = field(repr=False)  # (max_lag + 1, 2) Bartlett band around acf
+    pacf: np.ndarray = field(repr=False)  # (pacf_lags + 1,)
+    pacf_confint: np.ndarray = field(repr=False)  # (pacf_lags + 1, 2)
     alpha: float  # the bands are 1 - alpha confidence intervals
     memory: int  # last significant PACF lag before `gap` insignificant ones (0: none)
     decorrelation: int  # first lag where the ACF enters the white-noise band

@@ -12,9 +12,10 @@ import numpy as np
 
 from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.file_scores import FileScores
-from tbptt.tabular.guard import OneStepGuard, fit_guard
+from tbptt.tabular.guard import fit_guard
 from tbptt.tabular.io import file_digest
 from tbptt.tabular.predict import Predictor
+from tbptt.tabular.refit import chosen_model, run_predictor, run_refit
 from tbptt.tabular.report import evaluate_run, write_outputs
 from tbptt.tabular.streamed import panel_blocks
 
@@ -38,7 +39,31 @@ def after_training(
     summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")
     write_outputs(pred, result, run_dir)
-    return str(result["verdict"])
+    verdict = str(result["verdict"])
+    best = (summary.get("result") or {}).get("best_update")
+    if pred.spec.task == "forecast" and getattr(cfg, "refit", None) == "on" and best:
+        verdict += "\n" + _refit(cfg, extra, run_dir, summary, int(best), data)
+    return verdict
+
+
+def _refit(
+    cfg: Any, extra: dict[str, Any], run_dir: Path, summary: dict[str, Any], best: int, data: Any
+) -> str:
+    """``--refit on``: train the final model on every step (``refit.py``), record it in
+    ``summary["refit"]`` and write its predictions.csv (what ``tbptt predict RUN`` writes;
+    predictions.png stays the chosen model's on its held-out tail); the line to print. The
+    refit is not scored on the validation tail: it trained on those steps."""
+    model, info = run_refit(cfg, best, run_dir)
+    refit = run_predictor(model, cfg, extra, run_dir, refit=True)
+    frame = refit.predict_frame(refit.panel(data), int(cfg.horizon or 0))
+    frame.to_csv(run_dir / "predictions.csv", index=False)
+    summary["refit"] = info
+    return (
+        f"final model: refit on all {info['steps']} steps for {info['updates']} updates "
+        f"({info['seconds']:.1f} s); predict and tbptt.load take one step from it (the horizon "
+        "from the chosen model). The validation scores above are the chosen model's (the "
+        "refit trained on those steps)."
+    )
 
 
 def validation_data(cfg: Any, extra: dict[str, Any]) -> Any:
@@ -59,6 +84,7 @@ def predict_run(
     data: str | None,
     out: str | None,
     horizon: int,
+    refit: bool = False,
 ) -> str:
     """``tbptt predict RUN --data FILE --out OUT.csv [--horizon H]``: the table of predictions
     (see :meth:`Predictor.predict_frame`; a large Parquet file streamed in blocks of ids; a
@@ -66,8 +92,10 @@ def predict_run(
     next to it in OUT.scores.json and printed, the scores: the run's validation scores on its
     own file (the default), the same metrics on every row with a target of another file
     (:mod:`tbptt.tabular.file_scores`). Returns what to print. The one-step forecasts are what
-    the run's guard chose (``guard.py``)."""
-    pred = Predictor(model, cfg, extra, OneStepGuard.read(run_dir))
+    the run's guard chose (``guard.py``). ``refit``: ``model`` is the run's refit on every step
+    (``refit.py``), which predicts; the validation scores are still those of the model chosen
+    on the tail."""
+    pred = run_predictor(model, cfg, extra, run_dir, refit)
     path = data or cfg.data
     target = Path(out) if out else run_dir / "predictions.csv"
     if out and target.exists() and target.is_dir():
@@ -76,13 +104,15 @@ def predict_run(
         raise ValueError(f"--out {out!r}: no folder {str(target.parent)!r}; create it first.")
     own = data is None or resolve_data(data) == resolve_data(cfg.data)
     scores: dict[str, Any] = {}
-    if own:
-        result = evaluate_run(pred, validation_data(cfg, extra))
+    if own:  # the validation scores of the model chosen on the tail (not of a refit)
+        scorer = Predictor(chosen_model(run_dir), cfg, extra, pred.guard) if refit else pred
+        result = evaluate_run(scorer, validation_data(cfg, extra))
         scores = {"data": "validation", "task": pred.spec.task, "verdict": result["verdict"]}
         scores.update(model=result["model"], baselines=result["baselines"])
     other = None if own else FileScores(pred, Path(path).name, run_dir)
     h = (horizon or int(cfg.horizon or 0)) if pred.spec.task == "forecast" else 0
     rows, ids = 0, 0
+    methods: list[str] = []  # the horizon guard's choice per sequence (horizon.py)
     partial = target.with_name(target.name + ".partial")  # OUT.csv is replaced when complete
     try:
         with _TableWriter(partial, parquet=target.suffix.lower() in (".parquet", ".pq")) as out_:
@@ -90,6 +120,7 @@ def predict_run(
                 frame = pred.predict_frame(panel, h)
                 out_.write(frame)
                 rows, ids = rows + len(frame), ids + len(panel.ids)
+                methods += getattr(pred, "methods", []) if h else []
                 if other is not None:
                     other.add(panel, frame)
         os.replace(partial, target)
@@ -101,6 +132,13 @@ def predict_run(
     if own and saved is not None and file_digest(resolve_data(cfg.data)) != saved:
         warning = f"WARNING: {cfg.data!r} has changed since the run trained on it; "
         lines.insert(0, warning + "these are not the run's validation scores.")
+    if h and h != int(cfg.horizon or 0) and methods:  # the report's lines are for its horizon
+        used = ["the model's recursion" if m == "model" else m.replace("_", " ") for m in methods]
+        lines.append(
+            f"forecast over {h} steps (the lines above are for the run's {cfg.horizon}): the "
+            f"backtest at {h} steps chose, per sequence: "
+            + ", ".join(f"{m} ({used.count(m)})" for m in sorted(set(used)))
+        )
     if h and ids == 1 and len(pred.spec.targets) == 1:
         values = frame.loc[frame["kind"] == "forecast", "yhat"]
         lines.append(f"forecast ({h} steps): " + " ".join(f"{v:.4g}" for v in values))

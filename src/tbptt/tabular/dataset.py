@@ -449,6 +449,9 @@ def data_defaults(cfg: Any) -> Any:
             f"--direct-head {cfg.direct_head}: the direct multi-step head serves --task forecast "
             f"only (this run is --task {task}); drop --direct-head."
         )
+    from tbptt.tabular.refit import forecast_refit
+
+    refit = forecast_refit(cfg, task, ds.streamed is not None)  # forecast: on or off
     folds = choose_folds(cfg, task)
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
     if folds > 1:  # cross-fitted: one member per fold, nothing held out (crossfit.py)
@@ -471,6 +474,12 @@ def data_defaults(cfg: Any) -> Any:
     horizon = None
     if task == "forecast":
         horizon = _or(cfg.horizon, min(48, 2 * season) if season > 1 else 12)
+        if cfg.horizon is not None and cfg.horizon > longest:
+            raise ValueError(
+                f"--horizon {cfg.horizon} is longer than the longest sequence ({longest} steps): "
+                f"nothing in the file can train or check forecasts that far. Give --horizon "
+                f"{longest} or less (tbptt predict --horizon forecasts further, recursively)."
+            )
     return replace(
         cfg,
         task=task,
@@ -487,5 +496,6 @@ def data_defaults(cfg: Any) -> Any:
         val_fraction=_or(cfg.val_fraction, 0.3 if whole and n < 100 and folds < 2 else None),
         members=members,
         folds=folds if classify else None,
+        refit=refit,
         **budget,
     )

@@ -249,6 +249,9 @@ def split_columns(text: str | None, flag: str, columns: list[str]) -> list[str]:
     missing = [c for c in names if c not in columns]
     if missing:
         raise ValueError(f"{flag} {text!r}: {no_column(missing[0], columns)}")
+    twice = [c for i, c in enumerate(names) if c in names[:i]]
+    if twice:
+        raise ValueError(f"{flag} names {twice[0]!r} twice; each column has one role.")
     return names
 
 

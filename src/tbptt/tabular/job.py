@@ -259,7 +259,11 @@ class _Parts:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
+def _forecast_parts(cfg: Any, ds: Any, whole: bool = False) -> _Parts:
+    """Forecasting: the last ``val_fraction`` of each sequence validates. ``whole``: the
+    training stream holds every step instead (the refit, ``refit.py``); the scaling, the
+    seasonal start and the validation stream stay those of the held-out split, so the refit
+    model is the run's model on more data."""
     p = ds.panel
     n_train = holdout(p.lengths, cfg.val_fraction)
     if int((p.lengths - n_train).sum()) == 0:
@@ -273,13 +277,15 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
         n_all = holdout(ds.streamed[0].lengths, cfg.val_fraction)
         spec = streaming.refit_spec(cfg.data, ds.streamed[0], spec, n_all, p.id_col, p.time_col)
     arrays = forecast_arrays(p, spec, n_train)
+    fit_rows = p.lengths.copy() if whole else n_train  # (N,) the steps the training stream holds
+    fitted = forecast_arrays(p, spec, fit_rows) if whole else arrays  # the loss weights' range
     k, half = len(spec.targets), spec.n_out
     train_x, train_y, val_y = [], [], []
-    for a, n in zip(arrays, n_train.tolist()):
+    for a, n in zip(fitted, fit_rows.tolist()):
         if n >= 2:
             train_x.append(a["x"][:n])
             y = a["y"][:n].copy()
-            y[n - 1, half:] = 0.0  # its target is a validation step
+            y[n - 1, half:] = 0.0  # its target is a validation step (whole: past the end)
             train_y.append(y)
         y = a["y"].copy()
         y[: max(n - 1, 0), half:] = 0.0  # validation: only the held-out steps count,
@@ -303,7 +309,7 @@ def _forecast_parts(cfg: Any, ds: Any) -> _Parts:
     )
     direct = direct_head(cfg, ds.streamed is not None)
     if direct:
-        parts = _with_direct(parts, arrays, n_train, int(cfg.horizon or 0))
+        parts = _with_direct(parts, arrays, n_train, int(cfg.horizon or 0), fitted, fit_rows)
     return _as_ensemble(parts, int(cfg.members or 1))
 
 
@@ -332,16 +338,24 @@ def _as_ensemble(parts: _Parts, members: int) -> _Parts:
 
 
 def _with_direct(
-    parts: _Parts, arrays: list[dict[str, np.ndarray]], n_train: np.ndarray, horizon: int
+    parts: _Parts,
+    arrays: list[dict[str, np.ndarray]],
+    n_train: np.ndarray,
+    horizon: int,
+    fitted: list[dict[str, np.ndarray]] | None = None,
+    fit_rows: np.ndarray | None = None,
 ) -> _Parts:
     """Forecasting parts with the direct multi-step head's targets appended (horizon.py): it
-    learns y[t + 1 .. t + H] from the training rows; validation (and so the best checkpoint)
-    scores the one-step outputs only."""
+    learns y[t + 1 .. t + H] from the training rows (``fit_rows`` of ``fitted``; default the
+    ``n_train`` of ``arrays``); validation (and so the best checkpoint) scores the one-step
+    outputs only."""
     if horizon < 1:
         return parts
     spec, half = parts.spec, parts.spec.n_out
     sdc = np.array([spec.sd_change[c] for c in spec.targets])
-    trained = [(a, n) for a, n in zip(arrays, n_train.tolist()) if n >= 2]
+    fitted = arrays if fitted is None else fitted
+    rows = n_train if fit_rows is None else fit_rows
+    trained = [(a, n) for a, n in zip(fitted, rows.tolist()) if n >= 2]
     spread = direct_spread([a["z"][:n] for a, n in trained], horizon, sdc)
     parts.train_y = [
         attach_direct(y, a["z"][:n], n, horizon, half, sdc, spread)
@@ -455,12 +469,14 @@ def _targets(ys: list[np.ndarray]) -> list[torch.Tensor]:
     return [torch.as_tensor(y) if y.dtype == np.int64 else torch.as_tensor(y, dtype=dt) for y in ys]
 
 
-def build_data_job(cfg: Any) -> Any:
-    """The :class:`tbptt.train.jobs.Job` of a ``--data`` run (``cfg`` already has its defaults)."""
+def build_data_job(cfg: Any, whole: bool = False) -> Any:
+    """The :class:`tbptt.train.jobs.Job` of a ``--data`` run (``cfg`` already has its defaults);
+    ``whole``: forecasting's refit job, which trains on every step (:func:`_forecast_parts`)."""
     from tbptt.train.jobs import Job
 
     ds = load_data(cfg)
-    parts = _forecast_parts(cfg, ds) if cfg.task == "forecast" else _sequence_parts(cfg, ds)
+    forecast = cfg.task == "forecast"
+    parts = _forecast_parts(cfg, ds, whole) if forecast else _sequence_parts(cfg, ds)
     # a mask of the steps that have a target, so means count those only
     stream = WeightedStream if parts.weighted and parts.target_at == "step" else StreamBatcher
     if ds.streamed:  # every id, read one at a time; validation and baselines: the sample

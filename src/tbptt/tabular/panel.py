@@ -180,6 +180,17 @@ def _plain(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def _fmt_time(v: Any) -> str:
+    """A time value as a user wrote it: a midnight timestamp as its date.
+
+    >>> _fmt_time(pd.Timestamp("2024-01-05")), _fmt_time(pd.Timestamp("2024-01-05 06:30")), _fmt_time(3)
+    ('2024-01-05', '2024-01-05 06:30:00', '3')
+    """
+    if isinstance(v, pd.Timestamp) and v == v.normalize():
+        return str(v.date())
+    return str(v)
+
+
 def _check_times(
     frame: pd.DataFrame,
     col: str,
@@ -198,7 +209,7 @@ def _check_times(
         where = np.flatnonzero(same_id)[np.flatnonzero(zero)[0]]
         who = f" in id {ids[codes[where]]!r}" if id_col is not None else ""
         raise ValueError(
-            f"--time {col!r}: {int(zero.sum())} duplicate times{who} (first: {t.iloc[where]!s}). "
+            f"--time {col!r}: {int(zero.sum())} duplicate times{who} (first: {_fmt_time(t.iloc[where])}). "
             "Which row holds the value is not knowable; aggregate or drop the duplicates first."
         )
     values, counts = np.unique(diffs, return_counts=True)
@@ -210,7 +221,7 @@ def _check_times(
         n_ids = len(set(codes[np.flatnonzero(same_id)[gaps]].tolist()))
         who = f"id {ids[codes[where]]!r} " if id_col is not None else ""
         notes.append(
-            f"{int(gaps.sum())} gaps in {n_ids} id(s) (first: {who}after {t.iloc[where]!s}); "
+            f"{int(gaps.sum())} gaps in {n_ids} id(s) (first: {who}after {_fmt_time(t.iloc[where])}); "
             "kept as they are, not filled"
         )
     irregular = (diffs < shortest).sum()

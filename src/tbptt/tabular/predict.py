@@ -45,11 +45,19 @@ __all__ = ["Predictor"]
 
 class Predictor:
     """``model`` (eval mode) + its :class:`Spec` + the run's id/time columns; ``guard``: the
-    run's one-step guard (``guard.py``; default: the model alone)."""
+    run's one-step guard (``guard.py``; default: the model alone); ``horizon_from``: the
+    predictor whose :meth:`forecast` this one's is (a refit run's chosen model, ``refit.py``;
+    default: this one)."""
 
     def __init__(
-        self, model: nn.Module, cfg: Any, extra: dict[str, Any], guard: OneStepGuard | None = None
+        self,
+        model: nn.Module,
+        cfg: Any,
+        extra: dict[str, Any],
+        guard: OneStepGuard | None = None,
+        horizon_from: Predictor | None = None,
     ) -> None:
+        self.horizon_from = horizon_from
         self.model = model.eval()
         self.cfg = cfg
         self.extra = extra
@@ -135,6 +143,10 @@ class Predictor:
         the data's units: the model's recursive one, or the blend, naive or seasonal naive one
         where a backtest over the sequence's rows before that point favours it
         (:func:`tbptt.tabular.horizon.choose`)."""
+        if self.horizon_from is not None:
+            res = self.horizon_from.forecast(panel, horizon, upto)
+            self.methods = self.horizon_from.methods
+            return res
         spec = self.spec
         n = panel.lengths.copy() if upto is None else np.asarray(upto, dtype=np.int64)
         levels = panel.frame[list(spec.targets)].to_numpy(dtype=np.float64)  # (rows, k)
@@ -166,9 +178,9 @@ class Predictor:
                 truth = hist[i][o : o + horizon]  # (horizon, k)
                 d = None if direct is None else direct[i]
                 for name, f in candidates(model[i], hist[i][:o], spec.season, d).items():
-                    err = np.nanmean(np.abs(f - truth) / sd) if np.isfinite(truth).any() else np.nan
-                    if np.isfinite(err):
-                        errors[i].setdefault(name, []).append(float(err))
+                    gap = np.abs(f - truth) / sd  # (h, k); NaN where the truth or f is missing
+                    if np.isfinite(gap).any():
+                        errors[i].setdefault(name, []).append(float(np.nanmean(gap)))
         return errors
 
     def _model_forecasts(

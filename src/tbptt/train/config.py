@@ -138,6 +138,13 @@ class RunConfig:
         "model",
         choices=("auto", "on", "off"),
     )
+    refit: str | None = _f(
+        None,
+        "forecast: after the updates and guards are chosen on the validation tail, train the "
+        "same model again on every training step; one-step predictions from it (default: off)",
+        "model",
+        choices=("on", "off"),
+    )
 
     rule: str = _f(
         "tbptt",
@@ -277,7 +284,8 @@ class RunConfig:
                 raise ValueError(f"{_flag(name)} must be a positive integer, got {v!r}.")
         for f in fields(self):
             choices = f.metadata.get("choices")
-            if choices and getattr(self, f.name) not in choices:
+            unset = f.default is None and getattr(self, f.name) is None  # left to the task
+            if choices and not unset and getattr(self, f.name) not in choices:
                 got = getattr(self, f.name)
                 raise ValueError(
                     f"{_flag(f.name)} must be one of {', '.join(choices)}; got {got!r}."

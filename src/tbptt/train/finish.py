@@ -33,6 +33,7 @@ def after_training(
             "stop_reason": result.stop_reason,
             "process_seconds": round(time.perf_counter() - t_start, 2),
             "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+            "best_update": result.best_update,
         },
         train=result.train,
         val=result.val,
