@@ -32,11 +32,12 @@ def float64() -> Iterator[None]:
 @pytest.fixture
 def resumed_classify(tmp_path: Path) -> Callable[[], dict[str, Any]]:
     """A function that trains a two-class file (16 ids x 80 steps) for 12 updates (run
-    ``full``) and for 8, then resumed to 12 (run ``part``): ``{"args", "runs", "path", "full",
-    "part"}`` with the two runs' summaries."""
+    ``full``) and for 8, then resumed to 12 (run ``part``), with the default options and any
+    ``flags`` given: ``{"args", "runs", "path", "full", "part"}`` with the two runs'
+    summaries."""
     from tbptt.cli import main
 
-    def run() -> dict[str, Any]:
+    def run(*flags: str) -> dict[str, Any]:
         rng = np.random.default_rng(0)
         rows = [
             (i, t, float(np.sin(t / (3 + 3 * (i % 2))) + 0.3 * rng.normal()), "ab"[i % 2])
@@ -48,7 +49,7 @@ def resumed_classify(tmp_path: Path) -> Callable[[], dict[str, Any]]:
         runs = tmp_path / "runs"
         args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
         args += ["--progress", "off", "--tensorboard", "off", "--runs-dir", str(runs)]
-        args += ["--eval-every", "4", "--checkpoint-every", "4", "--schedule", "constant"]
+        args += ["--eval-every", "4", "--checkpoint-every", "4", "--schedule", "constant", *flags]
         assert main(["train", *args, "--updates", "12", "--name", "full"]) == 0
         assert main(["train", *args, "--updates", "8", "--name", "part"]) == 0
         off = ["--progress", "off", "--tensorboard", "off"]

@@ -57,9 +57,13 @@ def test_classify_defaults_for_a_small_set(tmp_path):
         RunConfig(task="classify", data=str(path), target="label", id="id", time="t")
     )
     assert (cfg.k1, cfg.k2) == (30, 30)  # aligned: each sequence whole in its own chunk
-    assert cfg.val_fraction == 0.3 and cfg.lr == 5e-3 and cfg.clip == 10.0
-    # 750 epochs of 28 training sequences in rows of 10: 3 updates each; 10 minutes at most
-    assert cfg.minutes == CLASSIFY_MINUTES and cfg.updates == 750 * 3
+    assert cfg.folds == 4 and cfg.lr == 5e-3 and cfg.clip == 10.0
+    # cross-fitted: 750 epochs of all 40 sequences in rows of 10: 4 updates each; 10 minutes
+    assert cfg.minutes == CLASSIFY_MINUTES and cfg.updates == 750 * 4
+    held = data_defaults(
+        RunConfig(task="classify", data=str(path), target="label", id="id", members=1)
+    )  # one model: 750 epochs of the 28 training sequences (30 % held out): 3 updates each
+    assert held.val_fraction == 0.3 and held.updates == 750 * 3
     given = data_defaults(
         RunConfig(task="classify", data=str(path), target="label", id="id", clip=1.0, lr=1e-3)
     )

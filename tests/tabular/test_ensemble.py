@@ -65,7 +65,7 @@ def test_ensemble_streamed_with_resets_equals_the_averaged_members_alone():
     torch.testing.assert_close(streamed, alone)
 
 
-def test_members_default_one_and_an_ensemble_shares_the_time_budget(tmp_path):
+def test_members_default_four_cross_fitted_and_an_ensemble_shares_the_step_budget(tmp_path):
     rng = np.random.default_rng(0)
     n, t = 128, 400  # two channels: no patches; batch 32 x k1 400 steps per update
     frame = pd.DataFrame(
@@ -80,12 +80,14 @@ def test_members_default_one_and_an_ensemble_shares_the_time_budget(tmp_path):
     path = tmp_path / "c.csv"
     frame.to_csv(path, index=False)
     base = {"task": "classify", "data": str(path), "target": "label", "id": "id", "time": "t"}
-    one = data_defaults(RunConfig(**base))
+    four = data_defaults(RunConfig(**base))  # cross-fitted: one member per fold
+    one = data_defaults(RunConfig(**base, members=1))
     three = data_defaults(RunConfig(**base, members=3))
-    assert (one.members, three.members) == (1, 3)
-    per_update = one.batch_size * one.k1  # 32 x 400 steps; the time cap's fit binds
+    assert (four.members, four.folds, one.members, three.members) == (4, 4, 1, 3)
+    per_update = one.batch_size * one.k1  # 32 x 400 steps; the step budget binds
     assert one.updates == CLASSIFY_STEPS_PER_RUN // per_update
     assert three.updates == max(200, CLASSIFY_STEPS_PER_RUN // (3 * per_update))
+    assert four.updates == max(200, CLASSIFY_STEPS_PER_RUN // (4 * per_update))
 
 
 def test_members_refused_for_regression(tmp_path):

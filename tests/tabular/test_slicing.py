@@ -79,7 +79,7 @@ def test_a_cropped_run_resumes_bit_for_bit_and_predict_sees_whole_sequences(
     from tbptt.tabular.model import classify_scores
 
     monkeypatch.setattr(job, "AUGMENT_CROP", 0.8)
-    got = resumed_classify()
+    got = resumed_classify("--members", "1")  # one model, a held-out split
     args, runs, path, full = got["args"], got["runs"], got["path"], got["full"]
     assert got["part"]["val"]["loss"] == full["val"]["loss"]  # the same windows, each epoch
     monkeypatch.setattr(job, "AUGMENT_CROP", 1.0)

@@ -32,8 +32,11 @@ Defaults (each only where the option is not given):
   level, scale, range and length
   (:func:`tbptt.tabular.prepare.sequence_inputs`); a univariate sequence longer than
   ``PATCH_STEPS`` (32) goes in patches of ``p`` values per recurrent step (:func:`patch_size`),
-  and k1, k2 and the budget count those steps; one model (``--members N``: an ensemble of N
-  sharing the budget); the training sequences are augmented each epoch
+  and k1, k2 and the budget count those steps; a cross-fitted ensemble of ``CLASSIFY_FOLDS``
+  (4) members, each trained on 3 of 4 stratified folds of the sequences and validated on the
+  other, out-of-fold, so nothing is held out (:mod:`tbptt.tabular.crossfit`; ``--folds 1``, or
+  ``--members N`` / ``--val-fraction F``: N models, default 1, and a held-out split); the
+  budget counts every member's steps; the training sequences are augmented each epoch
   (:class:`tbptt.tabular.job.AugmentedStream`);
 - forecast: an ensemble of ``FORECAST_MEMBERS`` (5) models, each with the updates of one, fewer
   where they would not train ``FORECAST_STEPS_PER_RUN`` steps together (one model for a streamed
@@ -51,6 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tbptt.tabular.crossfit import choose_folds
 from tbptt.tabular.io import BUILTIN, read_table, split_columns
 from tbptt.tabular.panel import Panel, make_panel
 from tbptt.tabular.prepare import MAX_CATEGORIES, numeric_column
@@ -364,10 +368,9 @@ def classify_budget(
 
 
 CLASSIFY_MEMBERS = 1
-"""Classify: models in the default ensemble (:class:`tbptt.tabular.model.Ensemble`). Members
-share the time budget (each gets ``1 / members`` of the updates one model would where time
-binds); 3 lowered ArrowHead's test accuracy on a loaded 2-core CPU (docs/quality.md), so one
-is the default and ``--members`` the option."""
+"""Classify with a held-out split (``--folds 1``, ``--members``, ``--val-fraction``): models in
+the ensemble unless ``--members`` says (:class:`tbptt.tabular.model.Ensemble`, sharing the step
+budget). The default run is cross-fitted instead (``CLASSIFY_FOLDS`` members)."""
 
 
 FORECAST_MEMBERS = 5
@@ -449,14 +452,17 @@ def data_defaults(cfg: Any) -> Any:
     from tbptt.tabular.refit import forecast_refit
 
     refit = forecast_refit(cfg, task, ds.streamed is not None)  # forecast: on or off
+    folds = choose_folds(cfg, task)
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
+    if folds > 1:  # cross-fitted: one member per fold, nothing held out (crossfit.py)
+        members = folds
     if task == "forecast":  # a streamed file: its time cap is better spent on more data
         members = int(_or(cfg.members, 1 if ds.streamed else FORECAST_MEMBERS))
     budget: dict[str, Any] = {}
     if cfg.updates is None and cfg.minutes is None and cfg.epochs is None:
         per_epoch = max(1, steps // (max(1, batch) * max(1, k1)))
         if whole:  # few sequences, one target each: many epochs, the best by validation
-            held = _or(cfg.val_fraction, 0.3 if n < 100 else 0.2)  # the run's default split
+            held = 0.0 if folds > 1 else _or(cfg.val_fraction, 0.3 if n < 100 else 0.2)
             budget = classify_budget(lengths, k1, batch, members or 1, held)
         else:
             budget["updates"] = int(np.clip(40 * per_epoch, 400, 2000))
@@ -487,8 +493,9 @@ def data_defaults(cfg: Any) -> Any:
         clip=_or(cfg.clip, 10.0 if whole else None),
         eval_every=_or(cfg.eval_every, max(10, int(updates) // 25)),
         patience=_or(cfg.patience, 8 if task == "forecast" else 25 if whole else 12),
-        val_fraction=_or(cfg.val_fraction, 0.3 if whole and n < 100 else None),
+        val_fraction=_or(cfg.val_fraction, 0.3 if whole and n < 100 and folds < 2 else None),
         members=members,
+        folds=folds if classify else None,
         refit=refit,
         **budget,
     )

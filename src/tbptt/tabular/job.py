@@ -9,8 +9,9 @@ rather than one per reset (PLAID, 100 to 1,344 steps in patches of 10: about 80 
 took 0.15 s packed and 0.02 s aligned on one core at a load average of about 3), and k2 = k1
 reaches each sequence's first step. Validation comes from the training data only: forecasting
 holds out the last ``val_fraction`` of every sequence (evaluated with the state warmed up by its
-history); classification and per-sequence regression hold out a stratified fraction of the
-sequences.
+history); classification is cross-fitted by default (``crossfit.py``: every sequence trains
+the members of the other folds and is scored out-of-fold by its own fold's member), and with
+``--folds 1`` holds out a stratified fraction of the sequences, as regression does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tbptt.chunk import Chunk
 from tbptt.data import StreamBatcher
 from tbptt.tabular import streamed as streaming
 from tbptt.tabular.baselines import forecast_baselines
+from tbptt.tabular.crossfit import assign_folds, cross_fitted
 from tbptt.tabular.dataset import load_data, patch_size
 from tbptt.tabular.horizon import attach_direct, direct_spread, horizon_mse
 from tbptt.tabular.io import file_digest
@@ -378,15 +380,20 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
             "is streamed, and streaming trains --task forecast only. Use a smaller file."
         )
     labels = p.frame[ds.targets[0]].to_numpy()[p.offsets]
+    k = int(cfg.folds or 1) if cfg.task == "classify" else 1
     strata = labels if cfg.task == "classify" else np.zeros(len(labels))
-    val = stratified_val(strata, cfg.val_fraction, cfg.seed)
-    if not val.any() or val.all():
+    # cross-fitted: nothing held out, every sequence trains k - 1 members and validates one
+    val = (
+        np.zeros(len(labels), bool) if k > 1 else stratified_val(strata, cfg.val_fraction, cfg.seed)
+    )
+    if k == 1 and (not val.any() or val.all()):
         raise ValueError(
             f"--task {cfg.task}: {len(p.ids)} sequences are too few to hold out a validation "
             "fraction; give more ids."
         )
     n_train = np.where(val, 0, p.lengths)
     spec = fit_spec(p, cfg.task, ds.targets, ds.features, [], n_train, 1, ds.per_sequence)
+    folds = assign_folds(labels, k, cfg.seed) if k > 1 else None  # cross-fitted (crossfit.py)
     feats = feature_arrays(p.frame, spec)
     patch = patch_size(ds, p.lengths)  # 1 but for long univariate sequences to classify
     norm = _stats_scale(feats, p, spec, val) if cfg.task == "classify" else None
@@ -400,11 +407,12 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
     if cfg.task == "classify":
         index = {c: j for j, c in enumerate(spec.classes)}
         ys = [np.array(index[v], dtype=np.int64) for v in labels]
+        scored = val if folds is None else np.ones(len(val), bool)  # out-of-fold: every one
         counts = np.bincount(
             [int(y) for y, v in zip(ys, val) if not v], minlength=len(spec.classes)
         )
         major = int(np.argmax(counts))
-        truth = np.array([int(y) for y, v in zip(ys, val) if v])
+        truth = np.array([int(y) for y, v in zip(ys, scored) if v])
         members = int(cfg.members or 1)
         metrics: Any = ClassifyMetrics(len(spec.classes), members)
         loss_fn: Any = ensemble_cross_entropy(members) if members > 1 else losses.cross_entropy
@@ -426,7 +434,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         loss_fn = weighted_mse
         baselines = {}  # the training mean's scores: computed with the model's (report.py)
         ys = [np.nan_to_num(y) for y in ys]
-    return _Parts(
+    parts = _Parts(
         spec=spec,
         train_x=[x for x, v in zip(xs, val) if not v],
         train_y=[y for y, v in zip(ys, val) if not v],
@@ -452,6 +460,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         layout="aligned" if ds.per_sequence else "packed",
         patched=patch * len(values),
     )
+    return parts if folds is None else cross_fitted(parts, xs, np.array(ys), folds)
 
 
 def _targets(ys: list[np.ndarray]) -> list[torch.Tensor]:

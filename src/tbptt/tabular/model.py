@@ -12,7 +12,9 @@
   predictive uncertainty estimation using deep ensembles", NeurIPS; forecasting's default, as
   in the ensembles of N-BEATS, Oreshkin et al. 2020, and of the M4 Competition's winners).
   Classification: :func:`ensemble_cross_entropy` trains each member on its own loss,
-  :func:`mean_probabilities` is what is scored and predicted. Forecasting:
+  :func:`mean_probabilities` is what is scored and predicted; the default, cross-fitted
+  ensemble (``crossfit.py``) trains member m on the folds but m and validates it on fold m
+  (:func:`crossfit_cross_entropy`, :class:`ClassifyMetrics`). Forecasting:
   :func:`ensemble_loss` trains each member on its own loss, :func:`member_mean` (the members'
   outputs averaged) is what is scored and predicted.
 - :func:`weighted_mse`: targets ``(B, L, 3K)`` hold K values, their K mask weights (0 where a
@@ -44,6 +46,7 @@ __all__ = [
     "ForecastMetrics",
     "RegressMetrics",
     "TabularRNN",
+    "crossfit_cross_entropy",
     "ensemble_cross_entropy",
     "ensemble_loss",
     "mean_probabilities",
@@ -173,6 +176,38 @@ def ensemble_cross_entropy(members: int) -> Any:
     return loss
 
 
+def crossfit_cross_entropy(members: int) -> Any:
+    """The loss of a cross-fitted :class:`Ensemble` (``tbptt/tabular/crossfit.py``): logits
+    ``(B, L, members * C)``, targets ``(B, L, 1 + members)`` = the class id, then one weight per
+    member -> ``(B, L)``: the weighted mean of the members' own cross-entropies. Training gives
+    weight 1 to the members whose folds hold the sequence, so member m's gradient is that of its
+    own loss on the other folds' sequences only (over ``members - 1``); validation gives weight
+    1 to the member of the sequence's fold: its out-of-fold loss. A step with no weight (padding)
+    costs 0.
+
+    >>> f = crossfit_cross_entropy(2)
+    >>> logits = torch.tensor([[[0.0, 0.0, 5.0, -5.0]]])   # member 0 unsure, member 1 sure
+    >>> round(float(f(logits, torch.tensor([[[0, 1, 0]]]))), 4)  # member 0's loss: ln 2
+    0.6931
+    >>> round(float(f(logits, torch.tensor([[[0, 0, 1]]]))), 4)  # member 1's loss
+    0.0
+    """
+
+    def loss(logits: Tensor, targets: Tensor) -> Tensor:
+        c = logits.shape[-1] // members
+        per = logits.reshape(*logits.shape[:-1], members, c)  # (B, L, members, C)
+        label = targets[..., 0].long()  # (B, L)
+        flat = nn.functional.cross_entropy(
+            per.reshape(-1, c),
+            label.unsqueeze(-1).expand(*label.shape, members).reshape(-1),
+            reduction="none",
+        ).view(*label.shape, members)  # (B, L, members)
+        w = targets[..., 1:].to(flat.dtype)  # (B, L, members)
+        return (flat * w).sum(-1) / w.sum(-1).clamp(min=1.0)
+
+    return loss
+
+
 def member_mean(outputs: Tensor, members: int) -> Tensor:
     """``(..., members * K)`` outputs of an :class:`Ensemble` -> ``(..., K)``: the members'
     outputs averaged (forecasting: the one-step changes and the direct head's, each linear in
@@ -268,7 +303,9 @@ class RegressMetrics(ForecastMetrics):
 
 class ClassifyMetrics(Metrics):
     """Cross-entropy -> accuracy and macro-F1 over the sequences' last steps (the mask); with
-    ``members`` > 1 the class is that of the members' averaged probabilities."""
+    ``members`` > 1 the class is that of the members' averaged probabilities, or, for a
+    cross-fitted ensemble (targets ``(..., 1 + members)``: the class, then the members'
+    weights), of the weighted members' (validation: the sequence's out-of-fold member)."""
 
     name = "loss"
 
@@ -283,9 +320,17 @@ class ClassifyMetrics(Metrics):
 
     def accumulate(self, outputs: Tensor, targets: Tensor, mask: Tensor) -> None:
         m = mask.bool()
-        prob = mean_probabilities(outputs[m], self.members)  # (n, C)
+        if targets.dim() == outputs.dim():  # cross-fitted: (..., 1 + members) class, weights
+            c = outputs.shape[-1] // self.members
+            per = outputs[m].reshape(-1, self.members, c).softmax(-1)  # (n, members, C)
+            w = targets[m][:, 1:].to(per.dtype).unsqueeze(-1)  # (n, members, 1)
+            prob = (per * w).sum(1) / w.sum(1).clamp(min=1.0)  # (n, C)
+            true = targets[m][:, 0]
+        else:
+            prob = mean_probabilities(outputs[m], self.members)  # (n, C)
+            true = targets[m]
         self._pred.append(prob.argmax(-1).cpu().numpy())
-        self._true.append(targets[m].long().cpu().numpy())
+        self._true.append(true.long().cpu().numpy())
 
     def summary(self) -> dict[str, float]:
         if not self._pred:

@@ -298,10 +298,18 @@ class Predictor:
             for i in range(len(panel.ids))
         ]
 
-    def _classify_frame(self, panel: Panel) -> pd.DataFrame:
+    def _classify_frame(self, panel: Panel, folds: np.ndarray | None = None) -> pd.DataFrame:
+        """``id, yhat, p_CLASS...``: the members' averaged probabilities, or with ``folds``
+        (a cross-fitted run's own sequences, ``crossfit.py``) each sequence's out-of-fold
+        member's."""
         logits = torch.from_numpy(np.stack([o[-1] for o in self._outputs(panel)]))  # (N, M*C)
         members = int(self.extra.get("members", 1))  # an ensemble: its averaged probabilities
-        prob = mean_probabilities(logits, members).numpy()  # (N, C)
+        if folds is None:
+            prob = mean_probabilities(logits, members).numpy()  # (N, C)
+        else:
+            n = len(folds)
+            per = logits.reshape(n, members, -1)[torch.arange(n), torch.as_tensor(folds)]
+            prob = per.softmax(-1).numpy()  # (N, C)
         classes = self.spec.classes
         d = pd.DataFrame({"id": panel.ids, "yhat": [classes[j] for j in prob.argmax(1)]})
         for j, c in enumerate(classes):

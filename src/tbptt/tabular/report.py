@@ -110,14 +110,28 @@ def _warnings_last(lines: list[str]) -> str:
 
 
 def _evaluate_classify(pred: Predictor, panel: Panel) -> dict[str, Any]:
-    spec, val_ids = pred.spec, list(pred.extra["val_ids"])
+    """Validation scores: the held-out sequences (``val_ids``), or for a cross-fitted run
+    (``folds``, ``crossfit.py``) every sequence, scored out-of-fold; majority from the rest."""
+    spec, folds = pred.spec, pred.extra.get("folds")
     labels = panel.frame[spec.targets[0]].to_numpy()[panel.offsets]
     index = {c: j for j, c in enumerate(spec.classes)}
-    guess = pred.predict_frame(panel, 0)["yhat"].to_numpy()
+    if folds is not None and len(folds) != len(labels):
+        raise ValueError(
+            f"--data holds {len(labels)} sequences, the run was trained on {len(folds)}; its "
+            "out-of-fold validation scores need the training file (give --out to only write "
+            "predictions)."
+        )
+    val_ids = list(range(len(labels))) if folds is not None else list(pred.extra["val_ids"])
+    of = None if folds is None else np.asarray(folds)
+    guess = pred._classify_frame(panel, of)["yhat"].to_numpy()
     t = np.array([index.get(v, -1) for v in labels[val_ids]])
     g = np.array([index[v] for v in guess[val_ids]])
     sc = classify_scores(t, g, len(spec.classes))
-    train_ids = np.setdiff1d(np.arange(len(labels)), val_ids)
+    train_ids = (
+        np.arange(len(labels))
+        if folds is not None
+        else np.setdiff1d(np.arange(len(labels)), val_ids)
+    )
     counts = np.bincount([index[v] for v in labels[train_ids]], minlength=len(spec.classes))
     major = int(np.argmax(counts))
     majority = float((t == major).mean())
@@ -125,8 +139,13 @@ def _evaluate_classify(pred: Predictor, panel: Panel) -> dict[str, Any]:
         "majority_class": str(spec.classes[major]),
         "majority_accuracy": majority,
     }
+    where = f"validation ({len(t)} sequences" + (
+        f", out-of-fold: each scored by the one of {int(of.max()) + 1} members not trained on it)"
+        if of is not None
+        else ")"
+    )
     line = (
-        f"validation ({len(t)} sequences): accuracy {sc['accuracy']:.3f}, macro-F1 "
+        f"{where}: accuracy {sc['accuracy']:.3f}, macro-F1 "
         f"{sc['macro_f1']:.3f} | majority class ({base['majority_class']}): accuracy "
         f"{base['majority_accuracy']:.3f}"
     )

@@ -124,6 +124,13 @@ class RunConfig:
         "1, forecast 3; see docs)",
         "model",
     )
+    folds: int | None = _f(
+        None,
+        "--task classify: K cross-fitted members, each trained on K-1 of K stratified folds of "
+        "the sequences and validated on the other, out-of-fold (default 4; 1: one model and a "
+        "held-out --val-fraction; see docs)",
+        "model",
+    )
     direct_head: str = _f(
         "auto",
         "forecast: train the direct multi-step head next to the one-step output (auto: on "
@@ -259,7 +266,17 @@ class RunConfig:
 
     def check(self) -> None:
         """Reject values that cannot work, naming the option and a fix."""
-        positive = ("hidden", "layers", "embed", "k1", "k2", "batch_size", "chunk_len", "members")
+        positive = (
+            "hidden",
+            "layers",
+            "embed",
+            "k1",
+            "k2",
+            "batch_size",
+            "chunk_len",
+            "members",
+            "folds",
+        )
         checked = ("eval_every", "log_every", "checkpoint_every", "updates", "epochs", "patience")
         for name in (*positive, *checked):
             v = getattr(self, name)
