@@ -284,7 +284,7 @@ class Predictor:
             g.insert(0, "kind", "forecast")
             g.insert(0, "t", future)
             g.insert(0, "id", panel.ids[i])
-            parts += [d, g]
+            parts += [d, g] if len(g) else [d]  # no empty frames (pandas 2 warns on them)
         return pd.concat(parts, ignore_index=True)
 
     # -- classification / regression --------------------------------------------------------
