@@ -317,11 +317,12 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
     if _is_table_file(path):
         return _table_column(path, column, name)
     from tbptt.datasets import read_utf8
+    from tbptt.tabular.io import _is_number
 
     rows = list(csv.reader(io.StringIO(read_utf8(path, f"DATA {name!r}"))))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     header: list[str] | None = None
-    if rows and not _numeric(rows[0][-1]):
+    if rows and not _is_number(rows[0][-1]):
         header, rows = rows[0], rows[1:]
     if not rows:
         raise ValueError(f"DATA {name!r} holds no rows of numbers. Give a file of numbers.")
@@ -337,7 +338,7 @@ def load_series(source: str | Path, *, column: int | str | None = None) -> np.nd
                 "would not line up. Fix that line (an empty cell is written 'a,,c')."
             )
         cell = r[col].strip()
-        value = float(cell) if _numeric(cell) else math.nan
+        value = float(cell) if _is_number(cell) else math.nan
         if not math.isfinite(value):
             what = f"holds {cell!r}, not a finite number" if cell else "is empty"
             raise ValueError(
@@ -407,11 +408,3 @@ def _column_index(column: int | str | None, header: list[str] | None, width: int
             f"index in [{-width}, {width - 1}] or a header name."
         )
     return col
-
-
-def _numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
