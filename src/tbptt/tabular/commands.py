@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tbptt.tabular.dataset import resolve_data
 from tbptt.tabular.file_scores import FileScores
 from tbptt.tabular.guard import fit_guard
 from tbptt.tabular.io import file_digest
+from tbptt.tabular.neighbours import fit_run_pool, pool_summary
 from tbptt.tabular.predict import Predictor
 from tbptt.tabular.refit import REFIT_ONE_STEP, chosen_model, run_predictor, run_refit
 from tbptt.tabular.report import evaluate_run, write_outputs
@@ -27,14 +29,21 @@ def after_training(
 ) -> str:
     """Score the trained (best) model on its validation data next to the baselines, write
     predictions.csv and the plots; the verdict lines (also in ``summary``). A forecast run
-    first chooses its one-step guard on that validation data (``guard.py``), saved in
-    ``run_dir`` and used by everything that predicts from the run."""
+    first chooses its one-step guard on that validation data (``guard.py``), a classify run
+    its 1-NN DTW pool (``neighbours.py``), saved in ``run_dir`` and used by everything that
+    predicts from the run."""
     pred = Predictor(model, cfg, extra)
     data = validation_data(cfg, extra)
     if pred.spec.task == "forecast":
         pred.guard = fit_guard(pred, pred.panel(data), np.asarray(extra["n_train"]))
         pred.guard.save(run_dir)
         summary["one_step_guard"] = pred.guard.choice
+    if pred.spec.task == "classify" and getattr(cfg, "dtw_pool", None) == "on":
+        start = time.perf_counter()
+        pred.pool = fit_run_pool(pred, pred.panel(data))
+        summary["dtw_pool"] = {**pool_summary(pred.pool), "seconds": time.perf_counter() - start}
+        if pred.pool is not None:
+            pred.pool.save(run_dir)
     result = evaluate_run(pred, data)
     summary["scores"] = {"model": result["model"], "baselines": result["baselines"]}
     summary["data_notes"] = extra.get("notes", "")

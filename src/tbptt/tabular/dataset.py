@@ -449,9 +449,11 @@ def data_defaults(cfg: Any) -> Any:
             f"--direct-head {cfg.direct_head}: the direct multi-step head serves --task forecast "
             f"only (this run is --task {task}); drop --direct-head."
         )
+    from tbptt.tabular.neighbours import choose_pool
     from tbptt.tabular.refit import forecast_refit
 
     refit = forecast_refit(cfg, task, ds.streamed is not None)  # forecast: on or off
+    dtw_pool = choose_pool(cfg, task, ds.streamed is not None)  # classify: on or off
     folds = choose_folds(cfg, task)
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
     if folds > 1:  # cross-fitted: one member per fold, nothing held out (crossfit.py)
@@ -497,5 +499,6 @@ def data_defaults(cfg: Any) -> Any:
         members=members,
         folds=folds if classify else None,
         refit=refit,
+        dtw_pool=dtw_pool,
         **budget,
     )

@@ -31,6 +31,7 @@ from tbptt.tabular.horizon import (
     direct_forecast,
 )
 from tbptt.tabular.model import mean_probabilities, member_mean
+from tbptt.tabular.neighbours import DTWPool
 from tbptt.tabular.panel import Panel, make_panel, next_times
 from tbptt.tabular.prepare import (
     Spec,
@@ -65,6 +66,7 @@ class Predictor:
         self.guard = guard or OneStepGuard()
         self.methods: list[str] = []  # per sequence: the last forecast's method (horizon.py)
         self.direct = int(extra.get("direct", 0))  # steps of the direct head (0: none)
+        self.pool: DTWPool | None = None  # classify: the 1-NN DTW pool (neighbours.py)
 
     def panel(self, data: str | Path | pd.DataFrame) -> Panel:
         """A file path or DataFrame as the run's panel (its --id/--time columns)."""
@@ -289,20 +291,28 @@ class Predictor:
 
     # -- classification / regression --------------------------------------------------------
 
-    def _outputs(self, panel: Panel) -> list[np.ndarray]:
+    def sequences(self, panel: Panel) -> list[np.ndarray]:
+        """Each sequence's covariate rows ``(T_i, F)`` (:func:`feature_arrays`, scaled)."""
         feats = feature_arrays(panel.frame, self.spec)
+        return [feats[panel.rows(i)] for i in range(len(panel.ids))]
+
+    def _outputs(self, panel: Panel, seqs: list[np.ndarray] | None = None) -> list[np.ndarray]:
         patch = int(self.extra.get("patch", 1))  # values per recurrent step (classify)
         norm = self.extra.get("norm")  # per-sequence scaling (runs before it: none)
         return [
-            self._run(sequence_inputs(feats[panel.rows(i)], self.spec, patch, norm))[0]
-            for i in range(len(panel.ids))
+            self._run(sequence_inputs(x, self.spec, patch, norm))[0]
+            for x in (self.sequences(panel) if seqs is None else seqs)
         ]
 
-    def _classify_frame(self, panel: Panel, folds: np.ndarray | None = None) -> pd.DataFrame:
-        """``id, yhat, p_CLASS...``: the members' averaged probabilities, or with ``folds``
-        (a cross-fitted run's own sequences, ``crossfit.py``) each sequence's out-of-fold
-        member's."""
-        logits = torch.from_numpy(np.stack([o[-1] for o in self._outputs(panel)]))  # (N, M*C)
+    def class_probabilities(
+        self, panel: Panel, folds: np.ndarray | None = None, pooled: bool = True
+    ) -> np.ndarray:
+        """(N, C) each sequence's class probabilities: the members' average, or with ``folds``
+        (a cross-fitted run's own sequences, ``crossfit.py``) its out-of-fold member's; then,
+        unless ``pooled`` is False, pooled with the run's 1-NN DTW (:attr:`pool`; with
+        ``folds``, each sequence's nearest neighbour among the others)."""
+        seqs = self.sequences(panel)
+        logits = torch.from_numpy(np.stack([o[-1] for o in self._outputs(panel, seqs)]))  # (N, M*C)
         members = int(self.extra.get("members", 1))  # an ensemble: its averaged probabilities
         if folds is None:
             prob = mean_probabilities(logits, members).numpy()  # (N, C)
@@ -310,6 +320,13 @@ class Predictor:
             n = len(folds)
             per = logits.reshape(n, members, -1)[torch.arange(n), torch.as_tensor(folds)]
             prob = per.softmax(-1).numpy()  # (N, C)
+        if pooled and self.pool is not None:
+            prob = self.pool.apply(prob, seqs, loo=folds is not None)
+        return prob
+
+    def _classify_frame(self, panel: Panel, folds: np.ndarray | None = None) -> pd.DataFrame:
+        """``id, yhat, p_CLASS...`` (:meth:`class_probabilities`)."""
+        prob = self.class_probabilities(panel, folds)
         classes = self.spec.classes
         d = pd.DataFrame({"id": panel.ids, "yhat": [classes[j] for j in prob.argmax(1)]})
         for j, c in enumerate(classes):

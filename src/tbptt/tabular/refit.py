@@ -192,14 +192,18 @@ def run_predictor(
     model: torch.nn.Module, cfg: Any, extra: dict[str, Any], run_dir: Path, refit: bool
 ) -> Any:
     """The :class:`~tbptt.tabular.predict.Predictor` of a loaded run (``model``; ``refit``:
-    it is the refit of the run in ``run_dir``) with the run's one-step guard; a refit's
-    horizon forecasts come from the chosen model where ``REFIT_HORIZON`` says so."""
+    it is the refit of the run in ``run_dir``) with the run's one-step guard (classify: its
+    1-NN DTW pool); a refit's horizon forecasts come from the chosen model where
+    ``REFIT_HORIZON`` says so."""
     from tbptt.tabular.guard import OneStepGuard
+    from tbptt.tabular.neighbours import DTWPool
     from tbptt.tabular.predict import Predictor
 
     guard = OneStepGuard.read(run_dir)
     if not refit:
-        return Predictor(model, cfg, extra, guard)
+        pred = Predictor(model, cfg, extra, guard)
+        pred.pool = DTWPool.read(run_dir)  # classify (neighbours.py)
+        return pred
     chosen = chosen_model(run_dir)
     horizon = Predictor(chosen, cfg, extra, guard) if REFIT_HORIZON == "chosen" else None
     if REFIT_ONE_STEP == "average":  # the two ensembles side by side: the mean of their means

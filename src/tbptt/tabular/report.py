@@ -126,7 +126,7 @@ def _evaluate_classify(pred: Predictor, panel: Panel) -> dict[str, Any]:
     guess = pred._classify_frame(panel, of)["yhat"].to_numpy()
     t = np.array([index.get(v, -1) for v in labels[val_ids]])
     g = np.array([index[v] for v in guess[val_ids]])
-    sc = classify_scores(t, g, len(spec.classes))
+    sc: dict[str, Any] = dict(classify_scores(t, g, len(spec.classes)))
     train_ids = (
         np.arange(len(labels))
         if folds is not None
@@ -149,11 +149,29 @@ def _evaluate_classify(pred: Predictor, panel: Panel) -> dict[str, Any]:
         f"{sc['macro_f1']:.3f} | majority class ({base['majority_class']}): accuracy "
         f"{base['majority_accuracy']:.3f}"
     )
+    if pred.pool is not None:  # the 1-NN DTW pool (neighbours.py), said
+        base["nearest_neighbour_dtw_accuracy"] = pred.pool.accuracy
+        line += f" | 1-NN DTW: accuracy {pred.pool.accuracy:.3f}"
+        if pred.pool.weight < 1.0:
+            alone = pred.class_probabilities(panel, of, pooled=False).argmax(1)[val_ids]
+            sc["network_alone"] = classify_scores(t, alone, len(spec.classes))
+            line += (
+                f"\nclass probabilities: {pred.pool.describe()}, the weight chosen on this "
+                f"validation by cross-entropy, so the score above is optimistic (the network "
+                f"alone: accuracy {sc['network_alone']['accuracy']:.3f}, macro-F1 "
+                f"{sc['network_alone']['macro_f1']:.3f})"
+            )
+        if sc["accuracy"] < pred.pool.accuracy:
+            line += (
+                "\nWARNING: the model loses to 1-NN DTW on validation; try more --updates or a "
+                "larger --hidden (docs/data_files.md, classification)."
+            )
     if sc["accuracy"] <= majority:
         line += (
             "\nWARNING: the model does no better than always answering the majority class; "
             "try more --updates, a larger --hidden, or --k1 covering whole sequences."
         )
+    line = _warnings_last([line])
     return {"model": sc, "baselines": base, "verdict": line, "panel": panel, "confusion": (t, g)}
 
 

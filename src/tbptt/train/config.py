@@ -146,6 +146,14 @@ class RunConfig:
         choices=("on", "off"),
     )
 
+    dtw_pool: str | None = _f(
+        None,
+        "classify: pool the class probabilities with 1-NN under dynamic time warping, weighted "
+        "by validation cross-entropy (default: on; off for a streamed file; see docs)",
+        "model",
+        choices=("on", "off"),
+    )
+
     rule: str = _f(
         "tbptt",
         "truncation rule: TBPTT(k1, k2), full BPTT, the estimators ARTBP / variable-length BPTT when installed, or exact online gradients every k1 steps (online; --cell mingru or lru)",
