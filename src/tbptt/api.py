@@ -12,6 +12,7 @@ each sequence of the run's file (or of ``data``). For text runs: ``.generate(pro
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,10 @@ class Loaded:
         p = self._predictor()
         if horizon is None:
             horizon = int(self.config.horizon or 0) if p.spec.task == "forecast" else 0
-        return p.predict_frame(p.panel(self.config.data if data is None else data), horizon)
+        try:
+            return p.predict_frame(p.panel(self.config.data if data is None else data), horizon)
+        except ValueError as e:
+            raise ValueError(in_python_words(str(e))) from e
 
     def forecast(self, h: int, data: str | Path | pd.DataFrame | None = None) -> pd.DataFrame:
         """The ``h`` steps past the end of each sequence: columns ``id, t, yhat``."""
@@ -86,6 +90,29 @@ class Loaded:
 
         cfg = replace(self.config, temperature=temperature, seed=seed)
         return sample_text(self.model, self.extra["vocab"], cfg, prompt=prompt, chars=chars)
+
+
+_FLAG_WORDS = {
+    "--data:": "data:",
+    "--target": "the run's target column",
+    "--time": "the run's time column",
+    "--id": "the run's id column",
+    "--features": "the run's feature column",
+    "--known": "the run's known feature column",
+    "--horizon": "horizon",
+}
+
+
+def in_python_words(message: str) -> str:
+    """A data error worded for the command line (``--time 'date': ...``) as said to a caller
+    of :meth:`Loaded.predict`, whose columns are the run's own.
+
+    >>> in_python_words("--time 'date': no column 'date' in the file (columns: y).")
+    "the run's time column 'date': no column 'date' in the data (columns: y)."
+    """
+    for flag, words in _FLAG_WORDS.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", words, message)
+    return message.replace("in the file", "in the data")
 
 
 def load(run: str | Path) -> Loaded:

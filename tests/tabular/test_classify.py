@@ -93,6 +93,7 @@ def test_long_univariate_sequences_go_in_patches_and_predict_reproduces_validati
     args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
     fast = ["--progress", "off", "--tensorboard", "off", "--updates", "16", "--eval-every", "8"]
     ens = ["--members", "3"]  # an ensemble end to end: predict and load use every member
+    ens += ["--dtw-pool", "off"]  # the network's own probabilities (the pool: test_neighbours)
     assert main(["train", *args, "--runs-dir", str(runs), "--name", "p", *fast, *ens]) == 0
     loaded = tbptt.load(runs / "p")
     assert loaded.extra["patch"] == 8 and loaded.extra["n_in"] == 8 * 2 + 5  # (z, x), stats

@@ -154,6 +154,7 @@ def test_predict_load_and_report_reproduce_the_out_of_fold_validation(tmp_path, 
     runs = tmp_path / "runs"
     args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
     fast = ["--progress", "off", "--tensorboard", "off", "--updates", "30", "--eval-every", "10"]
+    fast += ["--dtw-pool", "off"]  # the members' own probabilities (the pool: test_neighbours)
     assert main(["train", *args, "--runs-dir", str(runs), "--name", "cf", *fast]) == 0
     summary = json.loads((runs / "cf" / "summary.json").read_text())
     loaded = tbptt.load(runs / "cf")

@@ -234,6 +234,21 @@ def test_predict_refuses_a_horizon_below_one(forecast_run, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_predict_refuses_a_horizon_far_past_the_data_in_one_line(forecast_run, tmp_path, capsys):
+    import tbptt
+
+    out = tmp_path / "p.csv"
+    longest = int(pd.read_csv(forecast_run / "predictions.csv").groupby("id").size().max())
+    assert main(["predict", str(forecast_run), "--out", str(out), "--horizon", "100000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tbptt: error: horizon 100000 is more than 10 times the longest")
+    assert err.count("\n") == 1 and "at most 1000 steps" in err and not out.exists()
+    assert longest * 10 <= 1000  # the floor of 1,000 steps applies to this short panel
+    with pytest.raises(ValueError, match="horizon 5000 is more than 10 times"):
+        tbptt.load(forecast_run).forecast(5000)
+    assert len(tbptt.load(forecast_run).forecast(1000)) == 1000 * 3
+
+
 def test_load_predict_takes_numbers_as_text_and_refuses_what_it_cannot_read(forecast_run):
     import warnings
 
@@ -243,8 +258,10 @@ def test_load_predict_takes_numbers_as_text_and_refuses_what_it_cannot_read(fore
     df = forecast_panel(3, seed=0)
     as_text = df.assign(y=df["y"].map(repr))  # numbers held as strings, as JSON or Excel give
     pd.testing.assert_frame_equal(model.predict(as_text), model.predict(df))
-    with pytest.raises(ValueError, match=r"--target 'y' is not numeric \(e.g. 'abc'"):
-        model.predict(df.assign(y="abc"))
+    with pytest.raises(ValueError, match=r"^the run's target column 'y' is not numeric \(e.g"):
+        model.predict(df.assign(y="abc"))  # in Python's words, not the command line's
+    with pytest.raises(ValueError, match=r"^the run's time column 'date': no column 'date' in "):
+        model.predict(df.drop(columns="date"))
     with pytest.raises(ValueError, match="data has no rows"):
         model.predict(df.iloc[:0])
     with pytest.raises(TypeError, match="data must be a file path or a pandas DataFrame"):

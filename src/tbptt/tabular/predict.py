@@ -41,7 +41,22 @@ from tbptt.tabular.prepare import (
     sequence_inputs,
 )
 
-__all__ = ["Predictor"]
+__all__ = ["MAX_HORIZON_RATIO", "Predictor"]
+
+MAX_HORIZON_RATIO = 10
+"""The longest forecast: this many times the longest sequence given (at least 1,000 steps);
+past it a recursive forecast only feeds the model its own output, and takes minutes."""
+
+
+def _check_horizon(horizon: int, panel: Panel) -> None:
+    """Refuse a horizon past ``MAX_HORIZON_RATIO`` times the longest sequence, in one line."""
+    most = max(1000, MAX_HORIZON_RATIO * int(panel.lengths.max()))
+    if horizon > most:
+        raise ValueError(
+            f"horizon {horizon} is more than {MAX_HORIZON_RATIO} times the longest sequence "
+            f"given ({int(panel.lengths.max())} steps): that far a recursive forecast only "
+            f"feeds the model its own output. Give a horizon of at most {most} steps."
+        )
 
 
 class Predictor:
@@ -268,6 +283,7 @@ class Predictor:
         if spec.task == "regress":
             return self._regress_frame(panel)
         names = ["yhat"] if len(spec.targets) == 1 else [f"yhat_{c}" for c in spec.targets]
+        _check_horizon(horizon, panel)
         ones = self.one_step(panel)
         fc = self.forecast(panel, horizon) if horizon else [np.zeros((0, len(names)))] * len(ones)
         parts = []
