@@ -36,6 +36,8 @@ def test_dtw_matrix_equals_the_dynamic_programme_for_any_lengths(monkeypatch, ch
     got = dtw_matrix(queries, refs)
     want = np.array([[_dtw_by_hand(q, r) for r in refs] for q in queries])
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    among = np.array([[_dtw_by_hand(q, r) for r in refs] for q in refs])  # each pair once
+    np.testing.assert_allclose(dtw_matrix(None, refs), among, rtol=1e-10, atol=1e-12)
 
 
 def test_paa_means_each_window_and_the_budget_sets_the_window():
@@ -116,7 +118,7 @@ def _file(tmp_path, n: int = 18):
 FAST = ["--progress", "off", "--tensorboard", "off", "--updates", "4", "--eval-every", "2"]
 
 
-def test_a_run_pools_reports_and_predicts_the_same_everywhere(tmp_path, capsys):
+def test_a_run_pools_reports_and_predicts_the_same_everywhere(tmp_path, capsys, monkeypatch):
     import tbptt
     from tbptt.cli import main
     from tbptt.tabular.predict import Predictor
@@ -125,7 +127,10 @@ def test_a_run_pools_reports_and_predicts_the_same_everywhere(tmp_path, capsys):
     path = _file(tmp_path)
     runs = tmp_path / "runs"
     args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
+    calls = []
+    monkeypatch.setattr(neighbours, "dtw_matrix", lambda q, r: calls.append(q) or dtw_matrix(q, r))
     assert main(["train", *args, "--runs-dir", str(runs), "--name", "p", *FAST]) == 0
+    assert calls == [None]  # fit, report and predictions.csv: one matrix, each pair once
     run = runs / "p"
     summary = json.loads((run / "summary.json").read_text())
     # 4 updates: the network is near chance, the 1-NN right on every sequence out-of-fold

@@ -17,7 +17,7 @@ memorise. So, once, after training, each validation sequence gets two class dist
   ``(1 - a) / (C - 1)`` each;
 
 and the network's weight ``w`` in ``w * network + (1 - w) * 1-NN`` (a linear opinion pool,
-Stone 1961; the weight fitted on out-of-fold predictions, as in stacked generalisation, Wolpert
+Stone 1961, "The opinion pool", Annals of Mathematical Statistics 32(4); the weight fitted on out-of-fold predictions, as in stacked generalisation, Wolpert
 1992, "Stacked generalization", Neural Networks 5(2)) is the one of ``WEIGHTS`` with the lowest
 validation cross-entropy. ``w = 1`` (the network alone) where the 1-NN adds nothing. Every class
 probability of the run from then on is pooled with that weight: ``tbptt predict``,
@@ -30,7 +30,8 @@ approximation, Keogh et al., 2001, "Dimensionality reduction for fast similarity
 time series databases", KAIS 3(3)), ``p`` the smallest with at most ``POOL_CELLS`` DTW cells for
 all pairs of references; where that leaves fewer than ``MIN_POINTS`` points in a typical
 sequence, there is no pool. The references (averaged) and the weight are saved in the run folder
-(``FILE``). DTW itself is ``dtaidistance``'s C implementation (Meert et al.).
+(``FILE``). DTW itself is ``dtaidistance``'s C implementation (Meert et al., 2020, "DTAIDistance",
+Zenodo).
 
 >>> paa(np.arange(5.0).reshape(5, 1), 2).ravel().tolist()
 [0.5, 2.5, 4.0]
@@ -43,7 +44,8 @@ sequence, there is no pool. The references (averaged) and the weight are saved i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +106,17 @@ def compression(lengths: np.ndarray, cells: float = POOL_CELLS) -> int | None:
     return p if np.median(lengths) / p >= MIN_POINTS else None
 
 
-def dtw_matrix(queries: list[np.ndarray], refs: list[np.ndarray]) -> np.ndarray:
+def dtw_matrix(queries: list[np.ndarray] | None, refs: list[np.ndarray]) -> np.ndarray:
     """(Q, R) DTW distances (the square root of the summed squared differences along the best
-    warping path, the whole window) between sequences ``(T_i, F)`` of any lengths."""
+    warping path, the whole window) between sequences ``(T_i, F)`` of any lengths;
+    ``queries=None``: the references with themselves, (R, R), each pair computed once."""
     from dtaidistance import dtw, dtw_ndim
 
     univariate = refs[0].shape[1] == 1
     flat = [np.ascontiguousarray(r[:, 0]) for r in refs] if univariate else refs
+    if queries is None:
+        ndim = dtw if univariate else dtw_ndim
+        return np.asarray(ndim.distance_matrix_fast(flat, compact=False))
     out = np.empty((len(queries), len(refs)))
     for start in range(0, len(queries), _BLOCK):
         part = queries[start : start + _BLOCK]
@@ -138,11 +144,25 @@ class DTWPool:
     labels: np.ndarray
     n_classes: int
 
+    _memo: tuple[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def distances(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """(N, R) DTW distances of sequences ``(T_i, F)`` (not averaged) to the references;
+        the last ones asked are kept (a report asks for the training file's twice, and its
+        1-NN search with each left out is the same matrix)."""
+        queries = [paa(s, self.p) for s in seqs]
+        key = _digest(queries)
+        if self._memo is None or self._memo[0] != key:
+            same = key == _digest(self.refs)
+            self._memo = (key, dtw_matrix(None if same else queries, self.refs))
+        return self._memo[1]
+
     def probabilities(self, seqs: list[np.ndarray], loo: bool = False) -> np.ndarray:
         """(N, C) the 1-NN's class probabilities of sequences ``(T_i, F)`` (not averaged);
         ``loo``: they are the references themselves, each compared with the others only."""
-        d = dtw_matrix([paa(s, self.p) for s in seqs], self.refs)  # (N, R)
+        d = self.distances(seqs)
         if loo:
+            d = d.copy()
             np.fill_diagonal(d, np.inf)
         return self._calibrated(self.labels[d.argmin(1)])
 
@@ -199,6 +219,15 @@ class DTWPool:
             )
 
 
+def _digest(seqs: list[np.ndarray]) -> str:
+    """A fingerprint of a list of arrays (their shapes and bytes)."""
+    h = hashlib.sha1()
+    for x in seqs:
+        h.update(str(x.shape).encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()
+
+
 def _cross_entropy(prob: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(np.clip(prob[np.arange(len(y)), y], 1e-12, None)).mean())
 
@@ -219,13 +248,13 @@ def fit_pool(
     (:func:`compression`) or fewer than two."""
     lengths = np.array([len(seqs[i]) for i in refs])
     p = compression(lengths)
-    if p is None or len(refs) < 2 or not all(np.isfinite(s).all() for s in seqs):
+    if p is None or len(refs) < 2 or not len(scored) or not all(np.isfinite(s).all() for s in seqs):
         return None
-    loo = np.array_equal(scored, refs)
     ref_seqs = [paa(seqs[i], p) for i in refs]
     pool = DTWPool(1.0, 1.0, 1.0, p, ref_seqs, labels[refs], n_classes)
-    d = dtw_matrix([paa(seqs[i], p) for i in scored], ref_seqs)  # (S, R)
-    if loo:
+    d = pool.distances([seqs[i] for i in scored])  # (S, R)
+    if np.array_equal(scored, refs):  # each left out of its own search
+        d = d.copy()
         np.fill_diagonal(d, np.inf)
     y = labels[scored]
     right = int(np.sum(pool.labels[d.argmin(1)] == y))
@@ -240,7 +269,8 @@ def fit_pool(
 def pool_summary(pool: DTWPool | None) -> dict[str, Any]:
     """What ``summary.json`` says of a run's pool (``None``: none, the references too long)."""
     if pool is None:
-        return {"used": False, "why": "the training sequences are too long for its budget"}
+        why = "the training sequences are too long for its budget, or fewer than 2"
+        return {"used": False, "why": why}
     return {
         "used": pool.weight < 1.0,
         "network_weight": pool.weight,
