@@ -49,6 +49,7 @@ def test_paa_means_each_window_and_the_budget_sets_the_window():
     lengths = np.full(100, 400)  # 40,000 steps: 8e8 cells of pairs at p = 1
     assert compression(lengths, cells=8e8) == 1 and compression(lengths, cells=2e8) == 2
     assert compression(lengths, cells=1e5) is None  # a median sequence would keep < 8 points
+    assert compression(np.full(1000, 1)) == 1  # one row per id: compared as they are
 
 
 def _shapes(n: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:

@@ -29,9 +29,9 @@ reference. Sequences are first averaged over windows of ``p`` steps (piecewise a
 approximation, Keogh et al., 2001, "Dimensionality reduction for fast similarity search in large
 time series databases", KAIS 3(3)), ``p`` the smallest with at most ``POOL_CELLS`` DTW cells for
 all pairs of references; where that leaves fewer than ``MIN_POINTS`` points in a typical
-sequence, there is no pool. The references (averaged) and the weight are saved in the run folder
-(``FILE``). DTW itself is ``dtaidistance``'s C implementation (Meert et al., 2020, "DTAIDistance",
-Zenodo).
+sequence, there is no pool (sequences short to begin with are compared as they are). The
+references (averaged) and the weight are saved in the run folder (``FILE``). DTW itself is
+``dtaidistance``'s C implementation (Meert et al., 2020, "DTAIDistance", Zenodo).
 
 >>> paa(np.arange(5.0).reshape(5, 1), 2).ravel().tolist()
 [0.5, 2.5, 4.0]
@@ -95,15 +95,15 @@ def paa(x: np.ndarray, p: int) -> np.ndarray:
 
 def compression(lengths: np.ndarray, cells: float = POOL_CELLS) -> int | None:
     """The window ``p`` of :func:`paa` for references of these lengths (the smallest whose
-    pairs take at most ``cells`` DTW cells), or ``None`` where a median sequence would keep
-    fewer than ``MIN_POINTS`` points.
+    pairs take at most ``cells`` DTW cells), or ``None`` where averaging would leave a median
+    sequence fewer than ``MIN_POINTS`` points (sequences that short are compared as they are).
 
     >>> compression(np.array([100] * 10)), compression(np.array([1000] * 10**5))
     (1, None)
     """
     total = float(np.sum(lengths))
     p = max(1, int(np.ceil(total / np.sqrt(2.0 * cells))))
-    return p if np.median(lengths) / p >= MIN_POINTS else None
+    return p if p == 1 or np.median(lengths) / p >= MIN_POINTS else None
 
 
 def dtw_matrix(queries: list[np.ndarray] | None, refs: list[np.ndarray]) -> np.ndarray:
