@@ -204,3 +204,20 @@ def test_pool_off_held_out_and_other_tasks(tmp_path):
         ValueError, match="--dtw-pool on: the 1-NN DTW pool serves --task classify only"
     ):
         data_defaults(RunConfig(**base, dtw_pool="on"))
+
+
+def test_without_dtaidistance_the_default_trains_the_network_alone(tmp_path, monkeypatch):
+    from tbptt.tabular.dataset import data_defaults
+    from tbptt.train.config import RunConfig
+
+    def missing() -> None:
+        raise ImportError("the 1-NN DTW pool of classify runs needs dtaidistance: pip install")
+
+    monkeypatch.setattr(neighbours, "_dtaidistance", missing)
+    base = {"data": str(_file(tmp_path)), "target": "label", "id": "id", "time": "t"}
+    with pytest.warns(UserWarning, match=r"no 1-NN DTW pool for this run: .* needs dtaidistance"):
+        assert data_defaults(RunConfig(**base)).dtw_pool == "off"
+    with pytest.raises(
+        ValueError, match=r"^--dtw-pool on: the 1-NN DTW pool .* needs dtaidistance"
+    ):
+        data_defaults(RunConfig(**base, dtw_pool="on"))

@@ -40,8 +40,12 @@ def after_training(
         summary["one_step_guard"] = pred.guard.choice
     if pred.spec.task == "classify" and getattr(cfg, "dtw_pool", None) == "on":
         start = time.perf_counter()
-        pred.pool = fit_run_pool(pred, pred.panel(data))
-        summary["dtw_pool"] = {**pool_summary(pred.pool), "seconds": time.perf_counter() - start}
+        try:
+            pred.pool = fit_run_pool(pred, pred.panel(data))
+            summary["dtw_pool"] = pool_summary(pred.pool)
+        except ImportError as e:  # dtaidistance gone since the run started: the network alone
+            summary["dtw_pool"] = {"used": False, "why": str(e)}
+        summary["dtw_pool"]["seconds"] = time.perf_counter() - start
         if pred.pool is not None:
             pred.pool.save(run_dir)
     result = evaluate_run(pred, data)

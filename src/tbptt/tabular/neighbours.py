@@ -45,6 +45,7 @@ references (averaged) and the weight are saved in the run folder (``FILE``). DTW
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,12 +107,29 @@ def compression(lengths: np.ndarray, cells: float = POOL_CELLS) -> int | None:
     return p if p == 1 or np.median(lengths) / p >= MIN_POINTS else None
 
 
+def _dtaidistance() -> tuple[Any, Any]:
+    """dtaidistance's univariate and multivariate DTW modules, with their C library."""
+    try:
+        from dtaidistance import dtw, dtw_ndim
+    except ImportError:
+        raise ImportError(
+            "the 1-NN DTW pool of classify runs needs dtaidistance: pip install dtaidistance "
+            "(or pip install 'tbptt[train]'); --dtw-pool off trains without it."
+        ) from None
+    if not dtw.try_import_c():
+        raise ImportError(
+            "dtaidistance's compiled C library is missing (the pure-Python DTW would take "
+            "hours): reinstall it from a wheel, pip install --force-reinstall dtaidistance, or "
+            "train with --dtw-pool off."
+        )
+    return dtw, dtw_ndim
+
+
 def dtw_matrix(queries: list[np.ndarray] | None, refs: list[np.ndarray]) -> np.ndarray:
     """(Q, R) DTW distances (the square root of the summed squared differences along the best
     warping path, the whole window) between sequences ``(T_i, F)`` of any lengths;
     ``queries=None``: the references with themselves, (R, R), each pair computed once."""
-    from dtaidistance import dtw, dtw_ndim
-
+    dtw, dtw_ndim = _dtaidistance()
     univariate = refs[0].shape[1] == 1
     flat = [np.ascontiguousarray(r[:, 0]) for r in refs] if univariate else refs
     if queries is None:
@@ -320,4 +338,13 @@ def choose_pool(cfg: Any, task: str, streamed: bool) -> str | None:
             "hold in memory), and the pool compares every sequence with every other; use "
             "--dtw-pool off or a smaller file."
         )
-    return given or ("off" if streamed else "on")
+    resolved = given or ("off" if streamed else "on")
+    if resolved == "on":
+        try:
+            _dtaidistance()
+        except ImportError as e:
+            if given == "on":
+                raise ValueError(f"--dtw-pool on: {e}") from None
+            warnings.warn(f"no 1-NN DTW pool for this run: {e}", stacklevel=2)
+            return "off"
+    return resolved
