@@ -217,3 +217,33 @@ def test_a_run_without_folds_loads_and_predicts_byte_identically(tmp_path):
     assert (tmp_path / "before.scores.json").read_bytes() == (
         tmp_path / "after.scores.json"
     ).read_bytes()
+
+
+def test_the_best_checkpoint_is_the_most_accurate_ties_by_cross_entropy(tmp_path):
+    from tbptt.cli import main
+
+    path = _file(tmp_path)
+    base = {"task": "classify", "data": str(path), "target": "label", "id": "id", "time": "t"}
+    assert data_defaults(RunConfig(**base)).best_by == "accuracy"
+    assert data_defaults(RunConfig(**base, best_by="loss")).best_by == "loss"
+    with pytest.raises(ValueError, match="--best-by loss: accuracy and loss are the choices of"):
+        data_defaults(RunConfig(**{**base, "task": "forecast", "target": "x"}, best_by="loss"))
+    runs = tmp_path / "runs"
+    args = ["--data", str(path), "--target", "label", "--id", "id", "--time", "t"]
+    fast = ["--progress", "off", "--tensorboard", "off", "--updates", "40", "--eval-every", "4"]
+    for by in ("accuracy", "loss"):
+        assert (
+            main(["train", *args, "--runs-dir", str(runs), "--name", by, *fast, "--best-by", by])
+            == 0
+        )
+        records = [
+            json.loads(line) for line in (runs / by / "metrics.jsonl").read_text().splitlines()
+        ]
+        val = [r for r in records if r["kind"] == "val"]
+        if by == "accuracy":  # the first of the most accurate with the lowest cross-entropy
+            want = min(val, key=lambda r: (-r["accuracy"], r["loss"], r["update"]))
+        else:
+            want = min(val, key=lambda r: (r["loss"], r["update"]))
+        summary = json.loads((runs / by / "summary.json").read_text())
+        assert summary["result"]["best_update"] == want["update"], by
+        assert summary["val"]["accuracy"] == want["accuracy"]

@@ -34,7 +34,15 @@ import pandas as pd
 
 from tbptt.tabular.model import ClassifyMetrics, crossfit_cross_entropy
 
-__all__ = ["CLASSIFY_FOLDS", "assign_folds", "choose_folds", "cross_fitted", "fold_targets"]
+__all__ = [
+    "CLASSIFY_BEST_BY",
+    "CLASSIFY_FOLDS",
+    "assign_folds",
+    "choose_best_by",
+    "choose_folds",
+    "cross_fitted",
+    "fold_targets",
+]
 
 CLASSIFY_FOLDS = 4
 """Classify: the default number of folds, and so of cross-fitted members (``--folds``). Against
@@ -69,6 +77,31 @@ def fold_targets(classes: np.ndarray, folds: np.ndarray, k: int, held: bool) -> 
     own = folds[:, None] == np.arange(k)[None, :]  # (N, k)
     weights = own if held else ~own
     return np.concatenate([classes[:, None], weights], 1).astype(np.int64)
+
+
+CLASSIFY_BEST_BY = "accuracy"
+"""Classify: the validation score that chooses the best checkpoint (``--best-by``). The
+cross-entropy peaks within the first few evaluations, while the out-of-fold accuracy keeps
+rising; by 4-fold cross-validation of the training splits (seed 0, docs/quality.md)."""
+
+
+def choose_best_by(cfg: Any, task: str) -> str | None:
+    """``--best-by`` of a run: classify: given, else ``CLASSIFY_BEST_BY``; refused for the
+    other tasks (their loss chooses).
+
+    >>> from types import SimpleNamespace as NS
+    >>> choose_best_by(NS(best_by=None), "classify"), choose_best_by(NS(best_by=None), "regress")
+    ('accuracy', None)
+    """
+    given = getattr(cfg, "best_by", None)
+    if task != "classify":
+        if given is not None:
+            raise ValueError(
+                f"--best-by {given}: accuracy and loss are the choices of --task classify (this "
+                f"run is --task {task}, whose loss chooses its best checkpoint); drop --best-by."
+            )
+        return None
+    return str(given or CLASSIFY_BEST_BY)
 
 
 def choose_folds(cfg: Any, task: str) -> int:
@@ -108,7 +141,7 @@ def cross_fitted(parts: Any, xs: list[np.ndarray], ys: np.ndarray, folds: np.nda
     parts.train_y = list(fold_targets(ys, folds, k, held=False))  # (1 + k,) each
     parts.val_y = list(fold_targets(ys, folds, k, held=True))
     parts.loss_fn = crossfit_cross_entropy(k)
-    parts.metrics = ClassifyMetrics(len(parts.spec.classes), k)
+    parts.metrics = ClassifyMetrics(len(parts.spec.classes), k, parts.metrics.best_by)
     parts.split = {"folds": folds.tolist()}
     parts.extra["members"] = k
     parts.desc = (

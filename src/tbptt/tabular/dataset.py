@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tbptt.tabular.crossfit import choose_folds
+from tbptt.tabular.crossfit import choose_best_by, choose_folds
 from tbptt.tabular.io import BUILTIN, read_table, split_columns
 from tbptt.tabular.panel import Panel, make_panel
 from tbptt.tabular.prepare import MAX_CATEGORIES, numeric_column
@@ -454,7 +454,7 @@ def data_defaults(cfg: Any) -> Any:
 
     refit = forecast_refit(cfg, task, ds.streamed is not None)  # forecast: on or off
     dtw_pool = choose_pool(cfg, task, ds.streamed is not None)  # classify: on or off
-    folds = choose_folds(cfg, task)
+    folds, best_by = choose_folds(cfg, task), choose_best_by(cfg, task)
     members: int | None = int(_or(cfg.members, CLASSIFY_MEMBERS)) if classify else None
     if folds > 1:  # cross-fitted: one member per fold, nothing held out (crossfit.py)
         members = folds
@@ -500,5 +500,6 @@ def data_defaults(cfg: Any) -> Any:
         folds=folds if classify else None,
         refit=refit,
         dtw_pool=dtw_pool,
+        best_by=best_by,
         **budget,
     )

@@ -414,7 +414,7 @@ def _sequence_parts(cfg: Any, ds: Any) -> _Parts:
         major = int(np.argmax(counts))
         truth = np.array([int(y) for y, v in zip(ys, scored) if v])
         members = int(cfg.members or 1)
-        metrics: Any = ClassifyMetrics(len(spec.classes), members)
+        metrics: Any = ClassifyMetrics(len(spec.classes), members, cfg.best_by or "loss")
         loss_fn: Any = ensemble_cross_entropy(members) if members > 1 else losses.cross_entropy
         baselines: dict[str, Any] = {
             "majority_class": str(spec.classes[major]),

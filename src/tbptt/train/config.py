@@ -224,6 +224,13 @@ class RunConfig:
         "of the best one is kept in any case)",
         "log",
     )
+    best_by: str | None = _f(
+        None,
+        "--task classify: the validation score that chooses the best checkpoint: accuracy "
+        "(ties: the lower cross-entropy) or loss (the cross-entropy; default: accuracy)",
+        "log",
+        choices=("accuracy", "loss"),
+    )
     max_nonfinite: int = _f(
         10, "stop after this many NaN/inf updates in a row (each is skipped)", "log"
     )
