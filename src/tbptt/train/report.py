@@ -204,7 +204,7 @@ def summarize(run_dir: str | Path) -> str:
     files = [
         p.name
         for p in sorted(run_dir.iterdir())
-        if p.is_file() and p.suffix in (".png", ".csv", ".txt", ".json", ".toml")
+        if p.is_file() and p.suffix in (".png", ".csv", ".txt", ".json", ".toml", ".npz", ".pt")
     ]
     if files:
         lines.append(f"files: {', '.join(files)}")
