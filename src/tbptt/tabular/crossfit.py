@@ -83,8 +83,8 @@ CLASSIFY_BEST_BY = "accuracy"
 """Classify: the validation score that chooses the best checkpoint (``--best-by``). The
 cross-entropy peaks within the first few evaluations, while the out-of-fold accuracy keeps
 rising. Pooled with 1-NN DTW as by default, 4-fold cross-validation of the training splits
-(seed 0): ArrowHead 0.722 -> 0.750, ACSF1 0.560 -> 0.660, OSULeaf 0.685 -> 0.720, UnitTest
-1.000 both (docs/quality.md)."""
+(seeds 0; 1): ArrowHead 0.722 -> 0.750; 0.667 level, ACSF1 0.560 -> 0.660; 0.570 -> 0.670,
+OSULeaf 0.685 -> 0.720; 0.715 -> 0.735, UnitTest 1.000 on both (docs/quality.md)."""
 
 
 def choose_best_by(cfg: Any, task: str) -> str | None:
