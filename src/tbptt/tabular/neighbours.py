@@ -263,7 +263,7 @@ def fit_pool(
     validation probabilities of the sequences ``scored``; ``refs`` the indices of the
     sequences it trained on (a cross-fitted run: all, and ``scored`` too, each left out of its
     own 1-NN search). ``None`` where the references are too long for the budget
-    (:func:`compression`) or fewer than two."""
+    (:func:`compression`) or fewer than two, nothing is scored, or an input is not finite."""
     lengths = np.array([len(seqs[i]) for i in refs])
     p = compression(lengths)
     if p is None or len(refs) < 2 or not len(scored) or not all(np.isfinite(s).all() for s in seqs):
@@ -274,11 +274,11 @@ def fit_pool(
     if np.array_equal(scored, refs):  # each left out of its own search
         d = d.copy()
         np.fill_diagonal(d, np.inf)
-    y = labels[scored]
-    right = int(np.sum(pool.labels[d.argmin(1)] == y))
+    y, nearest = labels[scored], pool.labels[d.argmin(1)]
+    right = int(np.sum(nearest == y))
     pool.accuracy = right / len(y)
     pool.confidence = (right + 1) / (len(y) + 2)  # Laplace's rule of succession
-    q = pool._calibrated(pool.labels[d.argmin(1)])  # (S, C)
+    q = pool._calibrated(nearest)  # (S, C)
     losses = [_cross_entropy(w * net_prob + (1 - w) * q, y) for w in WEIGHTS]
     pool.weight = float(WEIGHTS[int(np.argmin(losses))])  # ties: the larger network weight
     return pool
